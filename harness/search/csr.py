@@ -1,0 +1,196 @@
+"""Sparse encodings as scipy CSR: conversion from torch sparse tensors, encoding, top-k pruning.
+
+Every matrix here is a `scipy.sparse.csr_matrix` of shape `[n_texts, dim]` with int32 column
+ids, float32 values, sorted column ids per row and no explicit zeros ("canonical CSR").
+Nothing is ever densified to `[n, dim]`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+#: Texts handed to one `encode_*` call; bounds the transient torch COO tensor (int64 ids).
+ENCODE_CHUNK = 2048
+
+
+def empty_csr(n_rows: int, dim: int) -> sp.csr_matrix:
+    """An all-empty canonical CSR matrix `[n_rows, dim]`."""
+    return sp.csr_matrix(
+        (
+            np.zeros(0, dtype=np.float32),
+            np.zeros(0, dtype=np.int32),
+            np.zeros(n_rows + 1, dtype=np.int64),
+        ),
+        shape=(n_rows, dim),
+    )
+
+
+def torch_sparse_to_csr(tensor: torch.Tensor) -> sp.csr_matrix:
+    """Convert a sparse (COO) or dense `[n, dim]` torch tensor to canonical float32 CSR.
+
+    A dense input is only accepted because some encoders return dense rows for tiny inputs;
+    it is converted row-block-free via `nonzero`, never copied to numpy as a whole.
+    """
+    if tensor.ndim != 2:
+        raise ValueError(f"expected a 2-D [n, dim] embedding tensor, got shape {tuple(tensor.shape)}")
+    n_rows, dim = (int(s) for s in tensor.shape)
+    if tensor.is_sparse:
+        tensor = tensor.detach().coalesce().cpu()
+        rows, cols = tensor.indices()
+        values = tensor.values()
+    else:
+        tensor = tensor.detach().cpu()
+        rows, cols = tensor.nonzero(as_tuple=True)
+        values = tensor[rows, cols]
+    rows_np = rows.numpy()
+    keep = values.numpy() != 0
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows_np[keep], minlength=n_rows), out=indptr[1:])
+    # coalesce() / nonzero() order entries by (row, col): the columns are already sorted per row.
+    matrix = sp.csr_matrix(
+        (values.numpy()[keep].astype(np.float32), cols.numpy()[keep].astype(np.int32), indptr),
+        shape=(n_rows, dim),
+    )
+    matrix.has_sorted_indices = True
+    return matrix
+
+
+@dataclass
+class Encoded:
+    """Encodings of a list of texts and what they cost.
+
+    matrix: `[n_texts, dim]` canonical CSR; empty or whitespace-only texts are empty rows.
+    n_tokens: tokens fed to the encoder (after its own truncation).
+    seconds: wall time of encoding (tokenisation for the count excluded).
+    """
+
+    matrix: sp.csr_matrix
+    n_tokens: int
+    seconds: float
+
+
+def encode_to_csr(
+    encode_fn: Callable[..., torch.Tensor],
+    count_tokens: Callable[[list[str]], int],
+    texts: Sequence[str],
+    dim: int,
+    *,
+    batch_size: int,
+    show_progress: bool,
+    desc: str,
+) -> Encoded:
+    """Encode `texts` with a SparseEncoder method (`encode_query` / `encode_document`) into CSR.
+
+    The encoder is called on chunks of `ENCODE_CHUNK` non-empty texts with
+    `convert_to_sparse_tensor=True`; each chunk's COO tensor `[chunk, dim]` is converted to CSR at
+    once, so peak memory is O(nnz), never O(n_texts x dim).
+    """
+    keep = np.array([bool(t and t.strip()) for t in texts], dtype=bool)
+    kept_rows = np.flatnonzero(keep)
+    blocks: list[sp.csr_matrix] = []
+    n_tokens = 0
+    seconds = 0.0
+    with tqdm(total=len(kept_rows), desc=desc, disable=not show_progress, unit="text") as bar:
+        for start in range(0, len(kept_rows), ENCODE_CHUNK):
+            chunk = [texts[i] for i in kept_rows[start : start + ENCODE_CHUNK]]
+            n_tokens += count_tokens(chunk)
+            began = time.perf_counter()
+            out = encode_fn(
+                chunk,
+                batch_size=batch_size,
+                convert_to_tensor=True,
+                convert_to_sparse_tensor=True,
+                save_to_cpu=True,
+                show_progress_bar=False,
+            )
+            block = torch_sparse_to_csr(out)
+            seconds += time.perf_counter() - began
+            if block.shape != (len(chunk), dim):
+                raise ValueError(
+                    f"encoder returned shape {block.shape} for {len(chunk)} texts, expected dim {dim}"
+                )
+            blocks.append(block)
+            bar.update(len(chunk))
+    stacked = sp.vstack(blocks, format="csr") if blocks else empty_csr(0, dim)
+    return Encoded(scatter_rows(stacked, kept_rows, len(texts)), n_tokens, seconds)
+
+
+def scatter_rows(matrix: sp.csr_matrix, rows: np.ndarray, n_rows: int) -> sp.csr_matrix:
+    """Place row i of `matrix` at row `rows[i]` of a new `[n_rows, dim]` CSR; other rows are empty.
+
+    `rows` must be strictly increasing.
+    """
+    counts = np.zeros(n_rows, dtype=np.int64)
+    counts[rows] = np.diff(matrix.indptr)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    out = sp.csr_matrix(
+        (matrix.data.astype(np.float32, copy=False), matrix.indices.astype(np.int32, copy=False), indptr),
+        shape=(n_rows, matrix.shape[1]),
+    )
+    out.has_sorted_indices = True
+    return out
+
+
+def canonical(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """Return `matrix` as canonical CSR: float32 values, int32 sorted ids, int64 indptr, no zeros."""
+    out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    out.sum_duplicates()
+    out.eliminate_zeros()
+    out.sort_indices()
+    out.indices = out.indices.astype(np.int32, copy=False)
+    out.indptr = out.indptr.astype(np.int64, copy=False)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _top_k_rows(indptr, indices, data, k, out_indptr, out_indices, out_data):  # pragma: no cover
+    for row in numba.prange(len(indptr) - 1):
+        start, end = indptr[row], indptr[row + 1]
+        dst = out_indptr[row]
+        if end - start <= k:
+            out_indices[dst : dst + end - start] = indices[start:end]
+            out_data[dst : dst + end - start] = data[start:end]
+            continue
+        # Stable sort on -value: among equal values the lower column id wins.
+        order = np.argsort(-data[start:end], kind="mergesort")[:k]
+        order.sort()  # back to ascending column order (columns were sorted within the row)
+        for j in range(k):
+            out_indices[dst + j] = indices[start + order[j]]
+            out_data[dst + j] = data[start + order[j]]
+
+
+def top_k_rows(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep the `k` largest values of every row (`k=0`: no cap); ties go to the lower column id.
+
+    Input and output are canonical CSR `[n, dim]`; rows with at most k entries are unchanged.
+    """
+    if k < 0:
+        raise ValueError(f"top-k must be >= 0 (0 = no cap), got {k}")
+    lengths = np.diff(matrix.indptr)
+    if k == 0 or matrix.nnz == 0 or lengths.max() <= k:
+        return matrix
+    out_indptr = np.zeros(matrix.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.minimum(lengths, k), out=out_indptr[1:])
+    out_indices = np.empty(out_indptr[-1], dtype=np.int32)
+    out_data = np.empty(out_indptr[-1], dtype=np.float32)
+    _top_k_rows(
+        matrix.indptr.astype(np.int64, copy=False),
+        matrix.indices,
+        matrix.data,
+        k,
+        out_indptr,
+        out_indices,
+        out_data,
+    )
+    out = sp.csr_matrix((out_data, out_indices, out_indptr), shape=matrix.shape)
+    out.has_sorted_indices = True
+    return out

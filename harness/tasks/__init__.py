@@ -1,0 +1,74 @@
+"""Tasks of a benchmark config: mteb tasks by benchmark/type/name plus local offline tasks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from mteb.abstasks.abstask import AbsTask
+
+from harness.paths import shared_data_root
+from harness.tasks.catalogue import (
+    RERANKING_TYPES,
+    RETRIEVAL_TYPES,
+    TaskRow,
+    benchmark_tasks,
+    named_tasks,
+    task_row,
+)
+
+__all__ = ["TaskRow", "load_tasks", "resolve_data_root", "select_mteb_tasks", "task_row"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_data_root(value: str | None) -> Path | None:
+    """`auto` → the shared data folder if present; a path → that folder (must exist); null → None."""
+    if value in (None, "", "null"):
+        return None
+    if value == "auto":
+        return shared_data_root()
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"benchmark.data_root={value}: no such folder")
+    return path
+
+
+def select_mteb_tasks(bench: Mapping) -> list[AbsTask]:
+    """The mteb tasks a benchmark config names: by benchmark + type, then explicit names."""
+    types = list(bench.get("task_types") or RETRIEVAL_TYPES)
+    if bench.get("reranking"):
+        types += [t for t in RERANKING_TYPES if t not in types]
+    tasks = benchmark_tasks(bench["mteb_benchmark"], types) if bench.get("mteb_benchmark") else []
+    known = {t.metadata.name for t in tasks}
+    tasks += [t for t in named_tasks(list(bench.get("tasks") or [])) if t.metadata.name not in known]
+    return tasks
+
+
+def load_tasks(bench: Mapping, only: Sequence[str] | None = None) -> list[AbsTask]:
+    """Every task of benchmark config `bench` (see conf/benchmark/*.yaml), optionally filtered.
+
+    Local tasks are built here (offline); hub tasks load their data later, inside mteb.evaluate.
+    """
+    from harness.tasks import local
+
+    tasks = select_mteb_tasks(bench)
+    tasks += [local.get_local_task(name, None) for name in bench.get("local_tasks") or []]
+    data_tasks = list(bench.get("data_tasks") or [])
+    if data_tasks:
+        root = resolve_data_root(bench.get("data_root"))
+        if root is None:
+            logger.warning("no data root (set HARNESS_DATA_ROOT): skipping %s", ", ".join(data_tasks))
+        else:
+            tasks += [local.get_local_task(name, root) for name in data_tasks]
+    tasks += [local.beir_task(Path(folder)) for folder in bench.get("beir_folders") or []]
+    if only:
+        names = {t.metadata.name for t in tasks}
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ValueError(f"run.tasks names {unknown} not in benchmark '{bench['name']}'; valid: {sorted(names)}")
+        tasks = [t for t in tasks if t.metadata.name in set(only)]
+    if bench.get("slice_queries"):
+        tasks = [local.slice_task(t, int(bench["slice_queries"]), seed=0) for t in tasks]
+    return tasks

@@ -1,0 +1,1 @@
+"""Model wrappers: every model of the harness is a sentence-transformers SparseEncoder."""
