@@ -7,15 +7,16 @@ PY := $(VENV)/bin/python
 # CPU wheel on this kind of machine; GPU users set TORCH_SPEC (e.g. TORCH_SPEC=torch) to keep CUDA.
 TORCH_SPEC ?= torch==2.13.0
 
+# No MODEL: the embedded offline comparison on the embedded benchmark. A MODEL alone: MMTEB.
 MODEL ?= splare_tiny,splade_tiny_llm,splade_tiny,bm25
-BENCHMARK ?= embedded
+BENCHMARK ?= $(if $(filter command line environment,$(origin MODEL)),mmteb_multilingual,embedded)
 SEARCH ?= exact
 ARGS ?=
 # Hydra multirun when MODEL lists several configs.
 comma := ,
 MULTIRUN = $(if $(findstring $(comma),$(MODEL)),-m,)
 
-.PHONY: setup prepare test lint mmteb tasks report train bench bench-search bench-encode clean-cache
+.PHONY: setup prepare test lint mmteb sweep-topk tasks report train bench bench-search bench-encode
 
 setup: $(VENV)/.installed prepare
 
@@ -38,6 +39,10 @@ lint:
 
 mmteb:
 	$(PY) -m harness $(MULTIRUN) model=$(MODEL) benchmark=$(BENCHMARK) search=$(SEARCH) $(ARGS)
+
+# Top-k ablation (paper Table 3 rows) from one set of cached, uncapped encodings.
+sweep-topk:
+	$(PY) -m harness -m model=$(if $(filter command line,$(origin MODEL)),$(MODEL),splare_tiny) benchmark=$(BENCHMARK) search=$(SEARCH) +top_k=10_100,20_200,40_400,nocap $(ARGS)
 
 tasks:
 	$(PY) -m harness.tasks benchmark=$(BENCHMARK) $(ARGS)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("model", "benchmark", "search")
+OPTIONAL_GROUPS = ("top_k",)  # no default: added with `+top_k=10_100`
 
 
 def group_options(group: str) -> list[str]:
@@ -26,7 +27,7 @@ def check_group_overrides(overrides: Sequence[str]) -> None:
     for item in overrides:
         key, sep, value = item.partition("=")
         key = key.lstrip("+~")
-        if not sep or key not in GROUPS:
+        if not sep or key not in GROUPS + OPTIONAL_GROUPS:
             continue
         valid = group_options(key)
         for name in value.split(","):

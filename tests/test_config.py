@@ -22,6 +22,14 @@ def test_every_shipped_config_composes(group, option):
         assert node.mteb_benchmark or node.local_tasks or node.data_tasks or node.beir_folders
 
 
+@pytest.mark.parametrize("option,expected", [("10_100", (10, 100)), ("nocap", (0, 0))])
+def test_top_k_ablation_group_overrides_the_model(option, expected):
+    cfg = compose_config(["model=splare7b", f"+top_k={option}"])
+    assert (cfg.model.top_k.query, cfg.model.top_k.document) == expected
+    with pytest.raises(ValueError, match="unknown top_k '5_50'"):
+        compose_config(["model=splare7b", "+top_k=5_50"])
+
+
 def test_each_group_has_options():
     for group in GROUPS:
         assert group_options(group), group

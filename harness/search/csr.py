@@ -1,7 +1,8 @@
 """Sparse encodings as scipy CSR: conversion from torch sparse tensors, encoding, top-k pruning.
 
 Every matrix here is a `scipy.sparse.csr_matrix` of shape `[n_texts, dim]` with int32 column
-ids, float32 values, sorted column ids per row and no explicit zeros ("canonical CSR").
+ids (scipy widens them to int64 only past 2^31 entries), float32 values, sorted column ids per
+row and no explicit zeros ("canonical CSR").
 Nothing is ever densified to `[n, dim]`.
 """
 
@@ -34,31 +35,26 @@ def empty_csr(n_rows: int, dim: int) -> sp.csr_matrix:
 
 
 def torch_sparse_to_csr(tensor: torch.Tensor) -> sp.csr_matrix:
-    """Convert a sparse (COO) or dense `[n, dim]` torch tensor to canonical float32 CSR.
-
-    A dense input is only accepted because some encoders return dense rows for tiny inputs;
-    it is converted row-block-free via `nonzero`, never copied to numpy as a whole.
-    """
-    if tensor.ndim != 2:
-        raise ValueError(f"expected a 2-D [n, dim] embedding tensor, got shape {tuple(tensor.shape)}")
+    """Convert a sparse COO torch tensor `[n, dim]` to canonical float32 CSR `[n, dim]`."""
+    if not tensor.is_sparse or tensor.ndim != 2:
+        raise ValueError(
+            f"expected a 2-D sparse COO tensor [n, dim], got layout {tensor.layout} "
+            f"and shape {tuple(tensor.shape)}"
+        )
     n_rows, dim = (int(s) for s in tensor.shape)
-    if tensor.is_sparse:
-        tensor = tensor.detach().coalesce().cpu()
-        rows, cols = tensor.indices()
-        values = tensor.values()
-    else:
-        tensor = tensor.detach().cpu()
-        rows, cols = tensor.nonzero(as_tuple=True)
-        values = tensor[rows, cols]
-    rows_np = rows.numpy()
-    keep = values.numpy() != 0
+    tensor = tensor.detach().coalesce().cpu()
+    rows, cols = (a.numpy() for a in tensor.indices())
+    values = tensor.values().float().numpy()
+    keep = values != 0
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows_np[keep], minlength=n_rows), out=indptr[1:])
-    # coalesce() / nonzero() order entries by (row, col): the columns are already sorted per row.
-    matrix = sp.csr_matrix(
-        (values.numpy()[keep].astype(np.float32), cols.numpy()[keep].astype(np.int32), indptr),
-        shape=(n_rows, dim),
-    )
+    np.cumsum(np.bincount(rows[keep], minlength=n_rows), out=indptr[1:])
+    # coalesce() orders entries by (row, col): the columns are already sorted within each row.
+    return _csr(values[keep], cols[keep], indptr, (n_rows, dim))
+
+
+def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Wrap sorted-per-row arrays as CSR with float32 values and int32 column ids."""
+    matrix = sp.csr_matrix((data.astype(np.float32, copy=False), indices.astype(np.int32), indptr), shape=shape)
     matrix.has_sorted_indices = True
     return matrix
 
@@ -132,23 +128,16 @@ def scatter_rows(matrix: sp.csr_matrix, rows: np.ndarray, n_rows: int) -> sp.csr
     counts[rows] = np.diff(matrix.indptr)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    out = sp.csr_matrix(
-        (matrix.data.astype(np.float32, copy=False), matrix.indices.astype(np.int32, copy=False), indptr),
-        shape=(n_rows, matrix.shape[1]),
-    )
-    out.has_sorted_indices = True
-    return out
+    return _csr(matrix.data, matrix.indices, indptr, (n_rows, matrix.shape[1]))
 
 
 def canonical(matrix: sp.spmatrix) -> sp.csr_matrix:
-    """Return `matrix` as canonical CSR: float32 values, int32 sorted ids, int64 indptr, no zeros."""
+    """Return any scipy sparse `[n, dim]` as canonical CSR (float32, sorted int32 ids, no zeros)."""
     out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
     out.sum_duplicates()
     out.eliminate_zeros()
     out.sort_indices()
-    out.indices = out.indices.astype(np.int32, copy=False)
-    out.indptr = out.indptr.astype(np.int64, copy=False)
-    return out
+    return _csr(out.data, out.indices, out.indptr, out.shape)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -191,6 +180,4 @@ def top_k_rows(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
         out_indices,
         out_data,
     )
-    out = sp.csr_matrix((out_data, out_indices, out_indptr), shape=matrix.shape)
-    out.has_sorted_indices = True
-    return out
+    return _csr(out_data, out_indices, out_indptr, matrix.shape)
