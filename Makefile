@@ -48,7 +48,7 @@ tasks:
 	$(PY) -m harness.tasks benchmark=$(BENCHMARK) $(ARGS)
 
 report:
-	$(PY) -m harness.reports build $(if $(RUN),--name $(RUN),) $(ARGS)
+	$(PY) -m harness.reports build $(if $(RUN),--name $(notdir $(RUN)) --runs '$(RUN)',) $(ARGS)
 
 bench: bench-search bench-encode
 

@@ -19,6 +19,9 @@ logger = logging.getLogger("harness")
 
 MODEL_KINDS = ("splare", "splade_llm", "splade_mlm", "bm25")
 BM25_MODEL = "mteb/baseline-bm25s"
+# Harness files (config, run record, efficiency stats) sit in `<model>/<revision>/harness/`:
+# mteb's ResultCache reads every `<model>/<revision>/*.json` as a task result.
+RECORD_SUBDIR = "harness"
 
 
 def check_top_k(model_cfg: Mapping) -> tuple[int, int]:
@@ -42,7 +45,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_model(cfg: DictConfig, results_root: Path):
-    """The mteb model to evaluate and its results folder.
+    """The mteb model to evaluate, its result cache and the folder for the harness's own records.
 
     BM25 is mteb's own bm25s baseline; every other kind is a SparseEncoder from `models`, wrapped in
     the harness's sparse-native SearchProtocol model (encodings cached under the cache dir).
@@ -54,13 +57,15 @@ def build_model(cfg: DictConfig, results_root: Path):
     cache = AtomicResultCache(results_root)
     if cfg.model.kind == "bm25":
         model = mteb.get_model(BM25_MODEL)
-        return model, cache, model_results_dir(cache, model.mteb_model_meta)
+        return model, cache, model_results_dir(cache, model.mteb_model_meta) / RECORD_SUBDIR
 
     import models
     from harness.search import SparseSearchModel
 
     meta = models.model_meta(cfg.model)
-    stats_dir = model_results_dir(cache, meta)
+    if cfg.search.name != "exact":  # approximate search gives other numbers: another variant
+        meta = meta.model_copy(update={"name": f"{meta.name}-{cfg.search.name}"})
+    stats_dir = model_results_dir(cache, meta) / RECORD_SUBDIR
     encoder = models.build_encoder(cfg.model)
     top_k_query, top_k_document = check_top_k(cfg.model)
     enc_cache = Path(cfg.run.cache_dir) if cfg.run.cache_dir else cache_dir()

@@ -25,6 +25,14 @@ from harness.reports.efficiency import read_efficiency
 from harness.reports.variants import Variant, parse_variant
 
 NON_TASK_FILES = ("model_meta.json", "run.json")
+SIDECAR_DIR = "harness"  # also accepted: run record and efficiency files in `<revision>/harness/`
+
+
+def sidecar(folder: Path, name: str) -> Path:
+    """`folder/name`, or `folder/harness/name` when only that exists (outside mteb's `*/*/*.json` glob)."""
+    direct = folder / name
+    nested = folder / SIDECAR_DIR / name
+    return nested if not direct.exists() and nested.exists() else direct
 
 
 @dataclass
@@ -54,7 +62,7 @@ class ModelRun:
 
     def tasks_of_last_run(self) -> list[str]:
         """Task names the recorded `run.json` says its run evaluated ([] when unknown)."""
-        path = self.folder / "run.json"
+        path = sidecar(self.folder, "run.json")
         if not path.is_file():
             return []
         return list(json.loads(path.read_text(encoding="utf-8")).get("tasks") or [])
@@ -65,7 +73,7 @@ def _load_yaml(path: Path) -> dict[str, Any] | None:
         return None
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a YAML mapping, got {type(data).__name__}")
+        raise TypeError(f"{path}: expected a YAML mapping, got {type(data).__name__}")
     return data
 
 
@@ -89,11 +97,11 @@ def read_hydra_run(folder: Path) -> RunRecord:
 
 
 def _revision_record(folder: Path) -> RunRecord:
-    run_json = folder / "run.json"
+    run_json = sidecar(folder, "run.json")
     command = None
     if run_json.is_file():
         command = json.loads(run_json.read_text(encoding="utf-8")).get("command")
-    config_path = folder / "config.yaml"
+    config_path = sidecar(folder, "config.yaml")
     return RunRecord(folder=folder, command=command, config=_load_yaml(config_path),
                      config_path=config_path if config_path.is_file() else None)
 
@@ -123,7 +131,7 @@ def load_model_runs(results_root: Path) -> list[ModelRun]:
         revision = meta.get("revision") or folder.name
         record = _revision_record(folder)
         efficiency = {task: stats for task in results
-                      if (stats := read_efficiency(folder / f"{task}.efficiency.json"))}
+                      if (stats := read_efficiency(sidecar(folder, f"{task}.efficiency.json")))}
         runs.append(ModelRun(name=name, revision=str(revision), folder=folder, results=results,
                              efficiency=efficiency, meta=meta, record=record,
                              variant=parse_variant(name, record.config, meta)))

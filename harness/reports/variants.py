@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HEADS = {"splare": "latent", "splade_llm": "vocabulary", "splade_mlm": "vocabulary", "bm25": "bm25"}
-_LAYER = re.compile(r"(?:^|[-_/])(?:l|layer)(\d+)(?=$|[-_/])", re.I)
-_WIDTH = re.compile(r"(?:^|[-_/])(?:sae|width_?|w)(\d+)([km]?)(?=$|[-_/])", re.I)
-_TOPK = re.compile(r"(?:^|[-_/])topk[-_]?(\d+)[-_/](\d+)(?=$|[-_/])", re.I)
-_NOCAP = re.compile(r"(?:^|[-_/])(?:topk[-_]?(?:none|0[-_/]0)|nocap|uncapped)(?=$|[-_/])", re.I)
-_SAE_WIDTH = re.compile(r"width_(\d+)([km])", re.I)
+_LAYER = re.compile(r"(?:^|[-_/])(?:l|layer)(\d+)(?=$|[-_/])", re.IGNORECASE)
+_WIDTH = re.compile(r"(?:^|[-_/])(?:sae|width_?|w)(\d+)([km]?)(?=$|[-_/])", re.IGNORECASE)
+_TOPK = re.compile(r"(?:^|[-_/])(?:topk[-_]?(\d+)[-_/](\d+)|q(\d+|all)-d(\d+|all))(?=$|[-_/])", re.IGNORECASE)
+_NOCAP = re.compile(r"(?:^|[-_/])(?:topk[-_]?(?:none|0[-_/]0)|nocap|uncapped)(?=$|[-_/])", re.IGNORECASE)
+_SAE_WIDTH = re.compile(r"width_(\d+)([km])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ def _name_fields(name: str) -> dict[str, Any]:
     if m := _WIDTH.search(tail):
         fields["width"] = _scale(m.group(1), m.group(2))
     if m := _TOPK.search(tail):
-        fields["top_k_query"], fields["top_k_document"] = int(m.group(1)), int(m.group(2))
+        q, d = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        fields["top_k_query"], fields["top_k_document"] = (0 if k == "all" else int(k) for k in (q, d))
     elif _NOCAP.search(tail):
         fields["top_k_query"] = fields["top_k_document"] = 0
     low = tail.lower()
@@ -105,7 +106,9 @@ def parse_variant(name: str, config: Mapping[str, Any] | None = None,
             fields[f"top_k_{side}"] = k
     trained = None
     caveats: list[str] = []
-    if config is not None and fields.get("head") in ("latent", "vocabulary"):
+    if kind == "splade_mlm":
+        trained = True  # an MLM SPLADE checkpoint (e.g. naver/splade-v3) is a trained retriever
+    elif config is not None and fields.get("head") in ("latent", "vocabulary"):
         trained = bool(_get(config, "model.checkpoint") or _get(config, "model.backbone.adapter"))
         if not trained:
             caveats.append("zero-shot (no adapter or checkpoint)")

@@ -94,11 +94,13 @@ def _select_top_k(acc, touched, n_touched, k, out_d, out_s):  # pragma: no cover
 
 @numba.njit(parallel=True, cache=True)
 def _search_kernel(
-    q_indptr, q_indices, q_data, offsets, doc_ids, weights, n_docs, k, out_d, out_s
+    q_indptr, q_indices, q_data, offsets, doc_ids, weights, n_docs, k, n_blocks, out_d, out_s
 ):  # pragma: no cover
-    """Term-at-a-time scoring of every query row against the postings; fills out_d/out_s [nq, k]."""
+    """Term-at-a-time scoring of every query row against the postings; fills out_d/out_s [nq, k].
+
+    Queries are dealt round-robin to `n_blocks` workers, each with its own `[n_docs]` accumulator.
+    """
     n_queries = len(q_indptr) - 1
-    n_blocks = min(numba.get_num_threads(), max(n_queries, 1))
     for block in numba.prange(n_blocks):
         acc = np.zeros(n_docs, dtype=np.float32)
         seen = np.zeros(n_docs, dtype=np.uint8)
@@ -195,14 +197,16 @@ class ExactIndex:
         n_queries = queries.shape[0]
         doc_idx = np.full((n_queries, k), -1, dtype=np.int32)
         scores = np.zeros((n_queries, k), dtype=np.float32)
+        threads = self.num_threads or numba.config.NUMBA_NUM_THREADS
         previous = numba.get_num_threads()
-        numba.set_num_threads(self.num_threads or numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(threads)
         try:
             for start in range(0, n_queries, QUERY_BATCH):
                 batch = queries[start : start + QUERY_BATCH]
                 _search_kernel(
                     batch.indptr, batch.indices, batch.data,
                     self.offsets, self.doc_ids, self.weights, self.n_docs, k,
+                    max(1, min(threads, batch.shape[0])),
                     doc_idx[start : start + QUERY_BATCH], scores[start : start + QUERY_BATCH],
                 )
         finally:

