@@ -30,14 +30,12 @@ def torch_dtype(name: str | torch.dtype) -> torch.dtype:
     return DTYPES[name]
 
 
-def text_config(config: PretrainedConfig) -> PretrainedConfig:
-    """The decoder (text) part of `config`; the config itself for text-only models."""
-    return config.get_text_config(decoder=True)
-
-
 def check_layer(config: PretrainedConfig, layer: int, source: str) -> None:
-    """Fail in one line unless `layer` is a decoder layer index of `config` (0-based)."""
-    n_layers = text_config(config).num_hidden_layers
+    """Fail in one line unless `layer` is a decoder layer index of `config` (0-based).
+
+    Text-only causal LM configs (Llama, Gemma 2/3 text, Qwen, Mistral...) are supported.
+    """
+    n_layers = config.num_hidden_layers
     if not 0 <= layer < n_layers:
         raise ValueError(
             f"model.backbone.layer={layer} is out of range for {source} "
@@ -119,6 +117,12 @@ class CausalLMBackbone(InputModule):
         self.bidirectional = bidirectional
         self.final_norm = final_norm
         self._config_flag = hasattr(model.config, "use_bidirectional_attention")
+        attention = model.config._attn_implementation or ""
+        if bidirectional and not self._config_flag and "flash" in attention:
+            raise ValueError(
+                f"bidirectional attention needs a mask, which attn_implementation='{attention}' "
+                "ignores; use sdpa or eager"
+            )
 
     @classmethod
     def from_pretrained(

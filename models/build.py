@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 from mteb.models.model_meta import ModelMeta
 from sentence_transformers import SparseEncoder
+from transformers import AutoConfig
 
 from harness.offline import HubUnavailableError, hub_reachable, require_local_or_hub
-from models.backbone import CausalLMBackbone, check_layer, text_config, torch_dtype
+from models.backbone import CausalLMBackbone, check_layer, torch_dtype
 from models.sae_pooling import SaeLatentPooling, check_sae_fits, load_sae, read_sae_config
 from models.vocab_head import load_with_lm_head
 
@@ -78,11 +78,14 @@ def backbone_source(model_cfg: Mapping) -> str:
     )
 
 
-def sae_choice(model_cfg: Mapping) -> tuple[str | None, str | None, str | None]:
-    """The SAE to use as `(release, id, path)`, path unresolved; exactly one form is set.
+def sae_choice(
+    model_cfg: Mapping, require: bool = True
+) -> tuple[str | None, str | None, str | None]:
+    """The SAE to use as `(release, id, path)`, path unresolved; either the path or release/id is set.
 
     `sae.path` wins; otherwise `sae.release`/`sae.id` from the hub, or `sae.fallback` (a path)
-    when the hub is unreachable; HubUnavailableError when none of these applies.
+    when the hub is unreachable. With `require`, a hub SAE while the hub is unreachable raises
+    HubUnavailableError (one line); without it, the release/id is returned (for naming).
     """
     sae = model_cfg.get("sae") or {}
     if sae.get("path"):
@@ -93,8 +96,17 @@ def sae_choice(model_cfg: Mapping) -> tuple[str | None, str | None, str | None]:
     if hub_reachable():
         return release, sae_id, None
     if sae.get("fallback"):
+        if require:
+            logger.warning(
+                "hub unreachable: SAE %s/%s replaced by model.sae.fallback=%s",
+                release,
+                sae_id,
+                sae["fallback"],
+            )
         return None, None, sae["fallback"]
-    raise HubUnavailableError(f"{release}/{sae_id}", "model.sae.path", "SAE")
+    if require:
+        raise HubUnavailableError(f"{release}/{sae_id}", "model.sae.path", "SAE")
+    return release, sae_id, None
 
 
 def _checkpoint_source(checkpoint: str) -> str:
@@ -113,16 +125,10 @@ def load_encoder(
     )
 
 
-def _auto_config(source: str) -> Any:
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(source)
-
-
 def _build_splare(model_cfg: Mapping, source: str) -> list[torch.nn.Module]:
     backbone = model_cfg["backbone"]
     layer = int(backbone["layer"])
-    config = text_config(_auto_config(source))
+    config = AutoConfig.from_pretrained(source)
     check_layer(config, layer, source)
     release, sae_id, raw_path = sae_choice(model_cfg)
     sae_path = resolve_path(raw_path)
@@ -149,8 +155,12 @@ def build_encoder(model_cfg: Mapping) -> SparseEncoder:
     backbone = model_cfg["backbone"]
     device = pick_device(backbone.get("device"))
     dtype = backbone.get("dtype", "float32")
-    torch_dtype(dtype)
+    torch_dtype(dtype)  # fails in one line on a bad dtype, before loading
     adapter = resolve_path(backbone.get("adapter"))
+    if adapter and kind == "splade_mlm":
+        raise ValueError(
+            "model.backbone.adapter is only supported for decoder backbones, not splade_mlm"
+        )
     if adapter and not os.path.isdir(adapter):
         raise FileNotFoundError(f"model.backbone.adapter={adapter}: no such folder")
     if model_cfg.get("checkpoint"):
@@ -171,10 +181,6 @@ def build_encoder(model_cfg: Mapping) -> SparseEncoder:
         )
         encoder = SparseEncoder(modules=[body, head], device=device)
     if adapter:
-        if not isinstance(encoder[0], CausalLMBackbone):
-            raise ValueError(
-                f"model.backbone.adapter is only supported for decoder backbones, not kind '{kind}'"
-            )
         encoder[0].apply_adapter(adapter)
         encoder.to(device)
     if backbone.get("max_length"):
@@ -191,7 +197,7 @@ def variant_name(model_cfg: Mapping, with_top_k: bool = True) -> str:
         parts.append(f"L{backbone['layer']}")
         parts.append("bi" if backbone.get("bidirectional", True) else "causal")
     if kind == "splare":
-        release, sae_id, path = sae_choice(model_cfg)
+        release, sae_id, path = sae_choice(model_cfg, require=False)
         parts.append(_tag(path) if path else f"{release}.{sae_id}")
     elif kind == "splade_llm":
         parts.append("lmhead")

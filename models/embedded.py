@@ -152,7 +152,7 @@ def asset_dir(name: str) -> Path:
 
 
 def _check_name(name: str) -> Asset:
-    name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    name = name.removeprefix(PREFIX)
     if name not in ASSETS:
         raise ValueError(f"unknown embedded asset '{name}'; valid names: {', '.join(ASSETS)}")
     return ASSETS[name]

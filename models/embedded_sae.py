@@ -64,10 +64,7 @@ def dataset_build_languages() -> dict[str, list[Path]]:
 def split_paragraphs(files: list[Path]) -> tuple[list[str], list[str]]:
     """(train, held-out) paragraphs of one language: the last HELDOUT_FRACTION is held out."""
     paragraphs = [
-        p.strip()
-        for f in files
-        for p in f.read_text(encoding="utf-8").split("\n\n")
-        if p.strip()
+        p.strip() for f in files for p in f.read_text(encoding="utf-8").split("\n\n") if p.strip()
     ]
     cut = int(len(paragraphs) * (1 - HELDOUT_FRACTION))
     return paragraphs[:cut], paragraphs[cut:]
@@ -197,10 +194,9 @@ def train_sae(acts: torch.Tensor, metadata: dict[str, Any]) -> tuple[Any, float]
     The scaling (sqrt(d_in) / mean token norm, sae-lens' `expected_average_only_in`) is
     already folded into the returned SAE's weights.
     """
-    from sae_lens import LoggingConfig, SAEMetadata
+    from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
-    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
-    from sae_lens.training.sae_trainer import SAETrainer
+    from sae_lens.saes.sae import SAEMetadata
 
     torch.manual_seed(SEED)
     cfg = TopKTrainingSAEConfig(
@@ -237,8 +233,8 @@ def train_sae(acts: torch.Tensor, metadata: dict[str, Any]) -> tuple[Any, float]
 
 def build(folder: Path, backbone: Path) -> dict[str, Any]:
     """Compute activations, train, save the SAE (sae-lens format) and its metrics into `folder`."""
-    from safetensors.torch import save_file
     from sae_lens import SAE
+    from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
     t0 = time.perf_counter()
@@ -247,7 +243,10 @@ def build(folder: Path, backbone: Path) -> dict[str, Any]:
     model = load_truncated_backbone(backbone, LAYER)
     logger.info(
         "computing activations: %d train + %d held-out windows of %d tokens, %d languages",
-        len(train_ids), len(heldout_ids), WINDOW, len(data["languages"]),
+        len(train_ids),
+        len(heldout_ids),
+        WINDOW,
+        len(data["languages"]),
     )
     train_acts = resid_post(model, train_ids)
     heldout_acts = resid_post(model, heldout_ids)
@@ -263,7 +262,9 @@ def build(folder: Path, backbone: Path) -> dict[str, Any]:
         "seqpos_slice": [1, None],
         "dataset_path": data["source"],
     }
-    logger.info("training TopK SAE d_sae=%d k=%d on %d tokens, %d epochs", D_SAE, K, len(train_acts), EPOCHS)
+    logger.info(
+        "training TopK SAE d_sae=%d k=%d on %d tokens, %d epochs", D_SAE, K, len(train_acts), EPOCHS
+    )
     sae, scaling = train_sae(train_acts, metadata)
     t_train = time.perf_counter() - t0 - t_acts
     sae.save_inference_model(folder)
@@ -274,7 +275,9 @@ def build(folder: Path, backbone: Path) -> dict[str, Any]:
         "explained_variance_train": round(train_m["ev"], 4),
         "explained_variance_heldout": round(heldout_m["ev"], 4),
         "explained_variance_heldout_mean_baseline": 0.0,
-        f"explained_variance_heldout_pca{K}": round(pca_explained_variance(train_acts, heldout_acts, K), 4),
+        f"explained_variance_heldout_pca{K}": round(
+            pca_explained_variance(train_acts, heldout_acts, K), 4
+        ),
         "l0_heldout": round(heldout_m["l0"], 2),
         "dead_fraction_train_window": round(saved.cfg.metadata.num_dead_features / D_SAE, 4),
         "never_fired_heldout_fraction": round(1 - heldout_m["fired"].float().mean().item(), 4),

@@ -40,7 +40,9 @@ def load_explanations(path: str | Path) -> dict[int, str]:
         latent = next((record[key] for key in ID_KEYS if key in record), None)
         label = next((record[key] for key in TEXT_KEYS if key in record), None)
         if latent is None or label is None:
-            raise ValueError(f"{path}: record without an id ({'/'.join(ID_KEYS)}) or a text: {record}")
+            raise ValueError(
+                f"{path}: record without an id ({'/'.join(ID_KEYS)}) or a text: {record}"
+            )
         explanations[int(latent)] = str(label)
     return explanations
 
@@ -53,10 +55,14 @@ def find_explanations(model_cfg: Mapping) -> Path | None:
     path = sae.get("path")
     if not path or str(path).startswith("embedded:"):
         return None
-    return next((Path(path) / name for name in EXPLANATION_FILES if (Path(path) / name).is_file()), None)
+    return next(
+        (Path(path) / name for name in EXPLANATION_FILES if (Path(path) / name).is_file()), None
+    )
 
 
-def top_features(encoder: SparseEncoder, text: str, n: int = 20, role: str = "document") -> list[tuple[int, float]]:
+def top_features(
+    encoder: SparseEncoder, text: str, n: int = 20, role: str = "document"
+) -> list[tuple[int, float]]:
     """The `n` largest (dimension id, weight) pairs of `text`'s vector, largest first."""
     if role not in ("query", "document"):
         raise ValueError(f"role must be 'query' or 'document', got '{role}'")
@@ -99,11 +105,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.inspect", description=__doc__)
     parser.add_argument("model", help="a conf/model/<name>.yaml name")
     parser.add_argument("text")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides of the model config, key=value")
+    parser.add_argument(
+        "overrides", nargs="*", help="dotted overrides of the model config, key=value"
+    )
     parser.add_argument("-n", type=int, default=20)
     parser.add_argument("--role", choices=("query", "document"), default="document")
     parser.add_argument("--explanations", default=None, help="local explanations file (json/jsonl)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     path = CONF_DIR / "model" / f"{args.model}.yaml"
     if not path.is_file():
         raise SystemExit(f"unknown model '{args.model}': no {path}")

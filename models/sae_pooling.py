@@ -131,7 +131,7 @@ class SaeLatentPooling(Module):
     `attention_mask`.
 
     Args:
-        sae: a sae-lens SAE (any residual-stream architecture); only `sae.encode` is called.
+        sae: a sae-lens SAE (any residual-stream architecture), frozen here; only `sae.encode` is called.
         chunk_tokens: tokens encoded per step (memory ~ chunk_tokens x d_sae floats).
     """
 
@@ -142,7 +142,7 @@ class SaeLatentPooling(Module):
         super().__init__()
         if chunk_tokens < 1:
             raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
-        self.sae = sae
+        self.sae = sae.requires_grad_(False)
         self.chunk_tokens = chunk_tokens
 
     def _apply(self, fn: Callable, recurse: bool = True) -> SaeLatentPooling:

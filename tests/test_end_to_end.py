@@ -15,18 +15,20 @@ from pathlib import Path
 
 import pytest
 from mteb.cache import ResultCache
+from mteb.results import TaskResult
 
 from harness.paths import REPO_ROOT, shared_data_root
 
 pytestmark = pytest.mark.skipif(shared_data_root() is None, reason="needs ../shared/datasets")
 
 TASKS = ["LocalCranfield", "LocalXQuADRetrieval"]
+SLICED = {name: f"{name} (slice_25q_seed0)" for name in TASKS}  # result names of the slices
 
 
 def harness_cmd(results: Path, cache: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "harness", "model=splade_tiny", "benchmark=local_real",
-        f"run.tasks=[{','.join(TASKS)}]", "benchmark.slice_queries=25",
+        f"run.tasks=[{','.join(TASKS)}]", "benchmark.slice_queries=25", "benchmark.slice_docs=120",
         f"run.results_dir={results}", f"run.cache_dir={cache}", "run.show_progress=false",
         f"hydra.run.dir={results}/hydra", *extra,
     ]
@@ -41,13 +43,13 @@ def run_harness(results: Path, cache: Path, *extra: str) -> subprocess.Completed
 
 
 def task_files(results: Path) -> dict[str, Path]:
-    return {p.stem: p for p in (results / "results").glob("*/*/*.json") if p.stem in TASKS}
+    """Base task name → its result file (in mteb's `results/<model>/<revision>/` layout)."""
+    by_stem = {p.stem: p for p in (results / "results").glob("*/*/*.json")}
+    return {name: by_stem[sliced] for name, sliced in SLICED.items() if sliced in by_stem}
 
 
 def main_scores(results: Path) -> dict[str, float]:
-    cache = ResultCache(results)
-    loaded = cache.load_results(tasks=TASKS, require_model_meta=True)
-    return {r.task_name: r.get_score() for m in loaded.model_results for r in m.task_results}
+    return {name: TaskResult.from_disk(path).get_score() for name, path in task_files(results).items()}
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +66,16 @@ def test_results_land_in_mteb_layout_with_run_record(first_run):
     assert sorted(files) == sorted(TASKS)
     folder = files["LocalCranfield"].parent / "harness"
     assert (folder.parent / "model_meta.json").exists()
+    loaded = ResultCache(results).load_results(require_model_meta=True)  # mteb's own loader
+    assert {r.task_name for m in loaded.model_results for r in m.task_results} == set(SLICED.values())
     assert "splade_tiny" in (folder / "config.yaml").read_text()
     record = json.loads((folder / "run.json").read_text())
-    assert record["packages"]["mteb"] and record["tasks"] == TASKS
+    assert record["packages"]["mteb"] and record["tasks"] == list(SLICED.values())
     scores = main_scores(results)
     assert set(scores) == set(TASKS)
     assert all(0.05 < s <= 1.0 for s in scores.values()), scores  # a trained SPLADE beats random
     assert "LocalCranfield" in out.stdout  # the printed table
-    stats = json.loads((folder / "LocalCranfield.efficiency.json").read_text())
+    stats = json.loads((folder / f"{SLICED['LocalCranfield']}.efficiency.json").read_text())
     assert stats  # efficiency statistics beside the task result
 
 

@@ -40,11 +40,12 @@ from harness.offline import HubUnavailableError
 from models.backbone import CausalLMBackbone
 from models.build import load_encoder
 from models.inspect import describe, load_explanations, top_features
-from models.sae_pooling import SaeLatentPooling, max_log1p_pool
+from models.sae_pooling import SaeLatentPooling, max_log1p_pool, sae_hook_layer
 from models.vocab_head import VocabLogitsPooling, load_with_lm_head
 
 HIDDEN, N_LAYERS, LAYER, D_SAE = 32, 4, 1, 48
-WORDS = "the a cat dog sat on mat ran fast slow red blue green house tree river".split()
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "ran", "fast", "slow", "red", "blue"]
+WORDS += ["green", "house", "tree", "river"]
 TEXTS = ["the cat sat on the mat", "dog ran", "red house by the blue river tree"]
 
 transformers.logging.set_verbosity_error()
@@ -63,26 +64,32 @@ def _save_tokenizer(folder: Path) -> None:
     vocab = {t: i for i, t in enumerate(["<pad>", "<bos>", "<eos>", "<unk>", *WORDS])}
     tok = Tokenizer(tok_models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", 1)]
+    )
     PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
     ).save_pretrained(folder)
 
 
 def _save_lm(folder: Path, arch: str) -> Path:
     torch.manual_seed(0)
-    common = dict(
-        vocab_size=len(WORDS) + 4,
-        hidden_size=HIDDEN,
-        intermediate_size=64,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
+    common = {
+        "vocab_size": len(WORDS) + 4,
+        "hidden_size": HIDDEN,
+        "intermediate_size": 64,
+        "num_hidden_layers": N_LAYERS,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 64,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+    }
     if arch == "gemma":
         model = Gemma3ForCausalLM(Gemma3TextConfig(head_dim=16, sliding_window=4, **common))
     else:
@@ -177,7 +184,9 @@ def test_pooling_hand_worked_example():
 
 @pytest.mark.parametrize("arch", ["gemma", "llama"])
 def test_truncated_forward_equals_full_hidden_state(lm_dirs, arch):
-    backbone = CausalLMBackbone.from_pretrained(str(lm_dirs[arch]), LAYER, bidirectional=False).eval()
+    backbone = CausalLMBackbone.from_pretrained(
+        str(lm_dirs[arch]), LAYER, bidirectional=False
+    ).eval()
     assert len(backbone.model.layers) == LAYER + 1
     assert not any(f"layers.{LAYER + 1}." in key for key in backbone.model.state_dict())
     full = AutoModelForCausalLM.from_pretrained(lm_dirs[arch]).eval()
@@ -203,7 +212,9 @@ def test_bidirectional_attention(lm_dirs, arch):
             assert torch.allclose(h1[:3], h2[:3]) != first_token_changes
         # padding stays invisible: a short text's states are the same alone and in a padded batch
         alone = bidir(bidir.preprocess(["dog ran"]))["token_embeddings"][0]
-        batched = bidir(bidir.preprocess(["dog ran", TEXTS[2]]))["token_embeddings"][0, : alone.shape[0]]
+        batched = bidir(bidir.preprocess(["dog ran", TEXTS[2]]))["token_embeddings"][
+            0, : alone.shape[0]
+        ]
     torch.testing.assert_close(alone, batched)
 
 
@@ -216,7 +227,9 @@ def test_lora_adapter_is_merged(lm_dirs, tmp_path):
     )
     peft_model.save_pretrained(tmp_path / "adapter")
     merged = peft_model.merge_and_unload().eval()
-    plain = CausalLMBackbone.from_pretrained(str(lm_dirs["llama"]), LAYER, bidirectional=False).eval()
+    plain = CausalLMBackbone.from_pretrained(
+        str(lm_dirs["llama"]), LAYER, bidirectional=False
+    ).eval()
     adapted = CausalLMBackbone.from_pretrained(str(lm_dirs["llama"]), LAYER, bidirectional=False)
     adapted.apply_adapter(str(tmp_path / "adapter"))
     features = adapted.preprocess(TEXTS[:1])
@@ -262,6 +275,13 @@ def test_sae_activation_and_pooling_match(sae_dirs, architecture):
     assert head.get_embedding_dimension() == D_SAE
 
 
+def test_sae_hook_layer():
+    assert sae_hook_layer("blocks.26.hook_resid_post", "x") == 26
+    assert sae_hook_layer("blocks.27.hook_resid_pre", "x") == 26
+    with pytest.raises(ValueError, match=r"reads hook 'blocks.3.hook_mlp_out', not the residual"):
+        sae_hook_layer("blocks.3.hook_mlp_out", "x")
+
+
 def test_mismatched_sae_fails_before_loading_weights(lm_dirs, sae_dirs, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("weights were loaded before the SAE check")
@@ -273,7 +293,9 @@ def test_mismatched_sae_fails_before_loading_weights(lm_dirs, sae_dirs, monkeypa
     with pytest.raises(ValueError, match=r"reads layer 2 .* model.backbone.layer=1"):
         models.build_encoder(_cfg("splare", lm_dirs["gemma"], sae_dirs["layer2"]))
     with pytest.raises(ValueError, match=r"model.backbone.layer=7 is out of range .*valid 0..3"):
-        models.build_encoder(_cfg("splare", lm_dirs["gemma"], sae_dirs["jumprelu"], backbone={"layer": 7}))
+        models.build_encoder(
+            _cfg("splare", lm_dirs["gemma"], sae_dirs["jumprelu"], backbone={"layer": 7})
+        )
 
 
 # --- vocabulary head -----------------------------------------------------------------------
@@ -293,7 +315,9 @@ def test_vocab_head_chunked_equals_unchunked_and_full_lm_logits(lm_dirs):
             pooled[chunk] = head(dict(out))["sentence_embedding"]
         logits = full(**features).logits
     mask = out["pooling_mask"]
-    expected = torch.stack([torch.log1p(logits[b][mask[b]].relu()).amax(dim=0) for b in range(len(TEXTS))])
+    expected = torch.stack(
+        [torch.log1p(logits[b][mask[b]].relu()).amax(dim=0) for b in range(len(TEXTS))]
+    )
     torch.testing.assert_close(pooled[10_000], expected)
     for chunk in (1, 5):  # chunking changes only float rounding of the matmul
         torch.testing.assert_close(pooled[chunk], pooled[10_000], rtol=1e-6, atol=1e-6)
@@ -303,7 +327,8 @@ def test_vocab_head_chunked_equals_unchunked_and_full_lm_logits(lm_dirs):
 
 
 @pytest.mark.parametrize(
-    ("kind", "arch", "sae"), [("splare", "llama", "topk"), ("splade_llm", "gemma", None), ("splade_llm", "llama", None)]
+    ("kind", "arch", "sae"),
+    [("splare", "llama", "topk"), ("splade_llm", "gemma", None), ("splade_llm", "llama", None)],
 )
 def test_build_offline_and_save_load_round_trip(lm_dirs, sae_dirs, tmp_path, kind, arch, sae):
     cfg = _cfg(kind, lm_dirs[arch], sae_dirs[sae] if sae else None)
@@ -323,20 +348,48 @@ def test_build_offline_and_save_load_round_trip(lm_dirs, sae_dirs, tmp_path, kin
     torch.testing.assert_close(_dense(via_checkpoint), before, rtol=0, atol=0)
 
 
+def test_mlm_splade_builds_from_a_local_folder(tmp_path):
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(WORDS) + 4,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    BertForMaskedLM(config).save_pretrained(tmp_path / "mlm")
+    _save_tokenizer(tmp_path / "mlm")
+    cfg = _cfg("splade_mlm", tmp_path / "mlm", backbone={"layer": None, "max_length": 16})
+    encoder = models.build_encoder(cfg)
+    assert encoder.max_seq_length == 16
+    vectors = _dense(encoder)
+    assert vectors.shape == (len(TEXTS), len(WORDS) + 4) and (vectors > 0).any()
+    assert "splade_mlm-mlm-len16" in models.model_meta(cfg).name
+
+
 def test_unreachable_hub_ids_give_one_line_errors(lm_dirs, tmp_path):
     cfg = OmegaConf.load(Path(models.__file__).parent.parent / "conf" / "model" / "splare7b.yaml")
     with pytest.raises(HubUnavailableError) as err:
         models.build_encoder(cfg)
     assert "meta-llama/Llama-3.1-8B" in str(err.value) and "model.backbone.path" in str(err.value)
     assert "\n" not in str(err.value)
-    local_backbone = OmegaConf.merge(cfg, {"backbone": {"path": str(lm_dirs["llama"]), "layer": LAYER}})
+    local_backbone = OmegaConf.merge(
+        cfg, {"backbone": {"path": str(lm_dirs["llama"]), "layer": LAYER}}
+    )
     with pytest.raises(HubUnavailableError, match=r"llama_scope_lxr_32x/l26r_32x.*model.sae.path"):
         models.build_encoder(local_backbone)
 
 
 def test_sae_fallback_when_hub_unreachable(lm_dirs, sae_dirs):
     cfg = _cfg("splare", lm_dirs["gemma"], None)
-    cfg.sae = {"release": "gemma-scope-2-270m-pt-res", "id": "layer_9_width_16k_l0_medium", "path": None}
+    cfg.sae = {
+        "release": "gemma-scope-2-270m-pt-res",
+        "id": "layer_9_width_16k_l0_medium",
+        "path": None,
+    }
     with pytest.raises(HubUnavailableError):
         models.build_encoder(cfg)
     cfg.sae.fallback = str(sae_dirs["standard"])
@@ -355,26 +408,42 @@ def test_model_meta_names_are_unique_per_variant():
         meta = models.model_meta(cfg)
         assert meta.model_type == ["sparse"] and meta.name.startswith("splare-harness/")
         names.add(meta.name)
-        names.add(models.model_meta(OmegaConf.merge(cfg, {"top_k": {"query": 10, "document": 100}})).name)
-        names.add(models.model_meta(OmegaConf.merge(cfg, {"backbone": {"adapter": "/x/lora-a"}})).name)
+        names.add(
+            models.model_meta(OmegaConf.merge(cfg, {"top_k": {"query": 10, "document": 100}})).name
+        )
+        names.add(
+            models.model_meta(OmegaConf.merge(cfg, {"backbone": {"adapter": "/x/lora-a"}})).name
+        )
     assert len(names) == 15
     splare7b = models.model_meta(OmegaConf.load(conf / "splare7b.yaml")).name
-    assert all(part in splare7b for part in ("Llama-3.1-8B", "L26", "llama_scope_lxr_32x.l26r_32x", "q40-d400"))
+    assert all(
+        part in splare7b
+        for part in ("Llama-3.1-8B", "L26", "llama_scope_lxr_32x.l26r_32x", "q40-d400")
+    )
 
 
-def test_every_model_config_has_the_schema():
+ENCODER_CONFIGS = (
+    "splare7b",
+    "splare2b",
+    "splade_llama",
+    "splade_v3",
+    "splare_gemma3_270m",
+    "splare_tiny",
+    "splade_tiny_llm",
+    "splade_tiny",
+)
+BACKBONE_KEYS = {"id", "path", "layer", "dtype", "device", "max_length", "bidirectional", "adapter"}
+
+
+def test_encoder_configs_follow_the_schema():
     conf = Path(models.__file__).parent.parent / "conf" / "model"
-    files = sorted(conf.glob("*.yaml"))
-    assert {p.stem for p in files} >= {
-        "splare7b", "splare2b", "splade_llama", "splade_v3", "splare_gemma3_270m",
-        "splare_tiny", "splade_tiny_llm", "splade_tiny",
-    }
-    for path in files:
-        cfg = OmegaConf.load(path)
-        assert cfg.name == path.stem
+    for name in ENCODER_CONFIGS:
+        cfg = OmegaConf.load(conf / f"{name}.yaml")
+        assert cfg.name == name
         assert set(cfg.keys()) >= {"name", "kind", "backbone", "sae", "top_k", "checkpoint"}
-        assert set(cfg.backbone.keys()) >= {"id", "path", "layer", "dtype", "device", "max_length", "bidirectional", "adapter"}
+        assert set(cfg.backbone.keys()) >= BACKBONE_KEYS
         assert (cfg.sae is not None) == (cfg.kind == "splare")
+        models.model_meta(cfg)
 
 
 # --- inspect -------------------------------------------------------------------------------

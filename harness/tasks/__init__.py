@@ -46,22 +46,46 @@ def select_mteb_tasks(bench: Mapping) -> list[AbsTask]:
     return tasks
 
 
+def _local_task(entry: str | Mapping, root: Path | None) -> AbsTask:
+    """A local task from a config entry: a registry name, or {name, subsets?, **builder options}."""
+    from harness.tasks import local
+
+    if isinstance(entry, str):
+        return local.get_local_task(entry, root)
+    options = {k: v for k, v in dict(entry).items() if k not in ("name", "subsets")}
+    task = local.get_local_task(entry["name"], root, **options)
+    subsets = list(entry.get("subsets") or [])
+    if subsets:
+        unknown = [s for s in subsets if s not in task.metadata.hf_subsets]
+        if unknown:
+            raise ValueError(f"{entry['name']}: unknown subsets {unknown}; valid: {task.metadata.hf_subsets}")
+        task = task.filter_languages(None, hf_subsets=subsets)
+    return task
+
+
+def _entry_name(entry: str | Mapping) -> str:
+    return entry if isinstance(entry, str) else str(entry["name"])
+
+
 def load_tasks(bench: Mapping, only: Sequence[str] | None = None) -> list[AbsTask]:
     """Every task of benchmark config `bench` (see conf/benchmark/*.yaml), optionally filtered.
 
     Local tasks are built here (offline); hub tasks load their data later, inside mteb.evaluate.
+    A sliced task (`slice_queries`) is renamed `<name> (slice_<n>q_seed0)` so its results are
+    never mistaken for the full task's.
     """
     from harness.tasks import local
 
     tasks = select_mteb_tasks(bench)
-    tasks += [local.get_local_task(name, None) for name in bench.get("local_tasks") or []]
+    tasks += [_local_task(entry, None) for entry in bench.get("local_tasks") or []]
     data_tasks = list(bench.get("data_tasks") or [])
     if data_tasks:
         root = resolve_data_root(bench.get("data_root"))
         if root is None:
-            logger.warning("no data root (set HARNESS_DATA_ROOT): skipping %s", ", ".join(data_tasks))
+            names = ", ".join(_entry_name(e) for e in data_tasks)
+            logger.warning("no data root (set HARNESS_DATA_ROOT): skipping %s", names)
         else:
-            tasks += [local.get_local_task(name, root) for name in data_tasks]
+            tasks += [_local_task(entry, root) for entry in data_tasks]
     tasks += [local.beir_task(Path(folder)) for folder in bench.get("beir_folders") or []]
     if only:
         names = {t.metadata.name for t in tasks}
@@ -70,5 +94,10 @@ def load_tasks(bench: Mapping, only: Sequence[str] | None = None) -> list[AbsTas
             raise ValueError(f"run.tasks names {unknown} not in benchmark '{bench['name']}'; valid: {sorted(names)}")
         tasks = [t for t in tasks if t.metadata.name in set(only)]
     if bench.get("slice_queries"):
-        tasks = [local.slice_task(t, int(bench["slice_queries"]), seed=0) for t in tasks]
+        n_docs = bench.get("slice_docs")
+        tasks = [
+            local.slice_task(t, int(bench["slice_queries"]), seed=0,
+                             n_docs=int(n_docs) if n_docs else None, rename=True)
+            for t in tasks
+        ]
     return tasks

@@ -19,10 +19,10 @@ from typing import Any
 from datasets import Dataset
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 
+from harness.tasks.local_beir import beir_task_class
 from harness.tasks.local_data import LocalDataError, LocalRetrievalTask, make_task_class
 from harness.tasks.local_embedded import EMBEDDED_NAME, embedded_task, embedded_training_pairs
 from harness.tasks.local_sources import (
-    beir_task_class,
     belebele_task,
     cranfield_task,
     legalbench_task,
@@ -130,15 +130,21 @@ def _slice_split(
 
 
 def slice_task(
-    task: AbsTaskRetrieval, n_queries: int, seed: int = 0, n_docs: int | None = None
+    task: AbsTaskRetrieval,
+    n_queries: int,
+    seed: int = 0,
+    n_docs: int | None = None,
+    rename: bool = False,
 ) -> AbsTaskRetrieval:
     """A deterministic smaller copy of retrieval task `task` for smoke runs.
 
     Per (subset, split): `n_queries` of the judged queries (sampled with `seed`), all documents
     their qrels name, and distractors sampled with `seed` up to `n_docs` documents (default
-    10 × n_queries). The copy is named `<name> (slice_<n>q_seed<seed>)` so its results are never
-    mistaken for the full task's; `task` itself is returned when the slice would keep everything.
-    The task's data is loaded (from the hub for hub tasks).
+    10 × n_queries). The slice is recorded in `metadata.dataset["revision"]`
+    (`<revision>+slice_<n>q_seed<seed>`, stored in every mteb result file) and, with `rename`,
+    in the name too (`<name> (slice_<n>q_seed<seed>)`, as mteb names filtered tasks). `task`
+    itself is returned when the slice would keep everything. The task's data is loaded (from the
+    hub for hub tasks).
     """
     if isinstance(n_queries, bool) or not isinstance(n_queries, int) or n_queries < 1:
         raise ValueError(f"slice: n_queries must be a positive integer, got {n_queries!r}")
@@ -164,15 +170,15 @@ def slice_task(
     }
     meta = task.metadata
     tag = f"slice_{n_queries}q_seed{seed}" + ("" if n_docs == 10 * n_queries else f"_{n_docs}d")
-    sliced_meta = meta.model_copy(
-        update={
-            "name": f"{meta.name} ({tag})",
-            "eval_langs": {s: meta.eval_langs[s] for s in task.hf_subsets}
-            if meta.is_multilingual
-            else meta.eval_langs,
-            "eval_splits": list(task.eval_splits),
-            "dataset": {**meta.dataset, "revision": f"{meta.dataset['revision']}+{tag}"},
-            "adapted_from": [meta.name],
-        }
-    )
+    update: dict[str, Any] = {
+        "description": f"{meta.description} [{tag}]",
+        "eval_langs": {s: meta.eval_langs[s] for s in task.hf_subsets}
+        if meta.is_multilingual
+        else meta.eval_langs,
+        "eval_splits": list(task.eval_splits),
+        "dataset": {**meta.dataset, "revision": f"{meta.dataset['revision']}+{tag}"},
+    }
+    if rename:
+        update.update(name=f"{meta.name} ({tag})", adapted_from=[meta.name])
+    sliced_meta = meta.model_copy(update=update)
     return make_task_class(sliced_meta, lambda: data)()

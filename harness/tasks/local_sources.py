@@ -1,4 +1,4 @@
-"""Local versions of MTEB tasks built from the source files in the shared data folder, plus BEIR folders.
+"""Local versions of MTEB tasks built from the source files in the shared data folder.
 
 Each `*_task(folder)` returns a task class (see `local_data.make_task_class`) whose data mirrors how
 mteb builds the same-named hub task; where mteb has no such task (Cranfield, NPL) the construction
@@ -11,7 +11,7 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import mteb
@@ -97,6 +97,7 @@ def xquad_task(folder: Path) -> type[LocalRetrievalTask]:
     BelebeleRetrieval names its pairs (`de-en`: German paragraphs, English questions). Files of
     different languages must be parallel (same articles, paragraphs and question ids).
     """
+    require_files(folder, [], "LocalXQuADRetrieval")
     hub = mteb.get_task("XQuADRetrieval").metadata
     langs = [code for code in hub.eval_langs if (folder / f"xquad.{code}.json").is_file()]
     if not langs:
@@ -191,6 +192,7 @@ def belebele_task(folder: Path) -> type[LocalRetrievalTask]:
     `eng_Latn-deu_Latn`, …: document language first, query language second) whose two languages
     both have a `<lang>.jsonl` file here.
     """
+    require_files(folder, [], "LocalBelebeleRetrieval")
     hub = mteb.get_task("BelebeleRetrieval").metadata
     have = {p.stem for p in folder.glob("*.jsonl")}
     eval_langs = {
@@ -460,94 +462,5 @@ def vaswani_task(folder: Path) -> type[LocalRetrievalTask]:
         annotations_creators="expert-annotated",
         sample_creation="found",
         license="not specified",
-    )
-    return make_task_class(meta, build)
-
-
-# --------------------------------------------------------------------------- BEIR folders
-
-_QRELS_HEADER = {"query-id", "query_id", "qid"}
-
-
-def _beir_texts(path: Path, kind: str, with_title: bool) -> dict:
-    """id -> text (queries) or id -> {"title", "text"} (corpus) from a BEIR JSON-lines file."""
-    table: dict = {}
-    for line, row in read_jsonl(path):
-        rid = row.get("_id", row.get("id"))
-        if rid is None or not isinstance(row.get("text"), str):
-            raise LocalDataError(f"{path}: line {line}: expected '_id' and a string 'text'")
-        title = row.get("title") or ""
-        value = {"title": str(title), "text": row["text"]} if with_title else row["text"]
-        add_unique(table, str(rid), value, path, line, kind)
-    return table
-
-
-def _beir_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """query id -> {doc id: grade} from `qrels/<split>.tsv` (optional header 'query-id corpus-id score')."""
-    qrels: dict[str, dict[str, int]] = {}
-    for line, raw in enumerate(read_text(path).splitlines(), start=1):
-        parts = raw.split("\t") if "\t" in raw else raw.split()
-        if not raw.strip() or (line == 1 and parts[0].strip().lower() in _QRELS_HEADER):
-            continue
-        if len(parts) != 3:
-            raise LocalDataError(
-                f"{path}: line {line}: expected 'query-id<TAB>corpus-id<TAB>score', got {raw!r}"
-            )
-        qid, did = parts[0].strip(), parts[1].strip()
-        grade = parse_grade(parts[2].strip(), path, line)
-        add_unique(
-            qrels.setdefault(qid, {}), did, grade, path, line, f"judgment of query {qid} for doc"
-        )
-    return qrels
-
-
-def beir_task_class(
-    folder: Path,
-    name: str | None = None,
-    splits: Sequence[str] | None = None,
-    languages: Sequence[str] = ("eng-Latn",),
-) -> type[LocalRetrievalTask]:
-    """A task from a BEIR folder (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`).
-
-    Name `LocalBEIR-<folder name>` unless given; splits: `splits`, else `test` when present, else
-    every qrels file; `languages`: mteb language tags of the data. Each split keeps the queries its
-    qrels judge; every qrel must name a known query and document.
-    """
-    folder = Path(folder)
-    require_files(folder, ["corpus.jsonl", "queries.jsonl"], f"BEIR folder {folder}")
-    found = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
-    if not found:
-        raise LocalDataError(f"BEIR folder {folder}: no qrels/<split>.tsv file")
-    chosen = list(splits) if splits else (["test"] if "test" in found else found)
-    require_files(folder, [f"qrels/{s}.tsv" for s in chosen], f"BEIR folder {folder}")
-    task_name = name or f"LocalBEIR-{folder.resolve().name}"
-
-    def build() -> Subsets:
-        corpus = _beir_texts(folder / "corpus.jsonl", "doc", with_title=True)
-        queries = _beir_texts(folder / "queries.jsonl", "query", with_title=False)
-        out: dict[str, SplitTexts] = {}
-        for split_name in chosen:
-            path = folder / "qrels" / f"{split_name}.tsv"
-            qrels = _beir_qrels(path)
-            unknown = [q for q in qrels if q not in queries]
-            if unknown:
-                raise LocalDataError(
-                    f"{path}: qrels name query id '{unknown[0]}' missing from queries.jsonl"
-                )
-            split = SplitTexts(corpus=corpus, queries={q: queries[q] for q in qrels}, qrels=qrels)
-            out[split_name] = split.check(str(path))
-        return {"default": out}
-
-    files = [folder / "corpus.jsonl", folder / "queries.jsonl"] + [
-        folder / "qrels" / f"{s}.tsv" for s in chosen
-    ]
-    meta = local_metadata(
-        task_name,
-        folder,
-        source_revision(files),
-        f"BEIR-format retrieval folder {folder}.",
-        list(languages),
-        chosen,
-        category="t2t",
     )
     return make_task_class(meta, build)

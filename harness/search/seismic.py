@@ -1,0 +1,142 @@
+"""Approximate search with Seismic (`pyseismic-lsr`, 32-bit `...LV` classes).
+
+Pitfalls handled here (see docs/search_engines.md): the 16-bit classes cannot hold ids past
+65,535, so only `SeismicDatasetLV` / `SeismicIndexLV` are used, with `dim` always given;
+documents are added from integer ids in CSR layout; query components are strings;
+`batch_search` does not keep the input order, so results are re-keyed by query id; document
+values are stored as float16, so scores differ slightly from exact ones.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from .exact import TopK
+
+
+def _seismic():
+    try:
+        import seismic
+    except ImportError as err:
+        raise ImportError(
+            "search.name=seismic needs pyseismic-lsr: pip install 'splare-harness[seismic]'"
+        ) from err
+    return seismic
+
+
+def _captured_stdout(fn) -> str:
+    """Run `fn()` and return what it printed on file descriptor 1 (native code included)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            fn()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        sink.seek(0)
+        return sink.read().decode(errors="replace")
+
+
+class SeismicIndex:
+    """Seismic index over a canonical CSR document matrix `[n_docs, dim]`.
+
+    Build parameters (`n_postings`, `centroid_fraction`, `min_cluster_size`, `summary_energy`,
+    `max_fraction`, `doc_cut`) and search parameters (`query_cut`, `heap_factor`) are Seismic's own;
+    `num_threads=0` lets Seismic use every core.
+    """
+
+    name = "seismic"
+
+    def __init__(
+        self,
+        docs: sp.csr_matrix,
+        *,
+        n_postings: int,
+        centroid_fraction: float,
+        min_cluster_size: int,
+        summary_energy: float,
+        max_fraction: float,
+        doc_cut: int,
+        query_cut: int,
+        heap_factor: float,
+        num_threads: int,
+    ):
+        seismic = _seismic()
+        self._string = seismic.get_seismic_string()
+        self.query_cut = query_cut
+        self.heap_factor = heap_factor
+        self.num_threads = num_threads
+        self.n_docs, self.dim = (int(s) for s in docs.shape)
+        began = time.perf_counter()
+        self._index = None
+        if docs.nnz:
+            dataset = seismic.SeismicDatasetLV(dim=self.dim)
+            dataset.add_documents_by_id(
+                [str(i) for i in range(self.n_docs)],
+                docs.indices.astype(np.int64),
+                docs.data.astype(np.float32, copy=False),
+                docs.indptr.astype(np.int64),
+            )
+            self._index = seismic.SeismicIndexLV.build_from_dataset(
+                dataset,
+                n_postings=n_postings,
+                centroid_fraction=centroid_fraction,
+                min_cluster_size=min_cluster_size,
+                summary_energy=summary_energy,
+                max_fraction=max_fraction,
+                doc_cut=doc_cut,
+                num_threads=num_threads,
+            )
+        self.build_seconds = time.perf_counter() - began
+
+    @property
+    def nbytes(self) -> int:
+        """Seismic's own estimate of the index memory (forward index, postings, summaries)."""
+        if self._index is None:
+            return 0
+        report = _captured_stdout(self._index.print_space_usage_byte)
+        match = re.search(r"Total:\s*(\d+)\s*Bytes", report)
+        if match is None:
+            raise RuntimeError(f"unexpected Seismic space report: {report!r}")
+        return int(match.group(1))
+
+    def search(self, queries: sp.csr_matrix, k: int) -> TopK:
+        """Approximate top-k of every query row of `queries` `[n_queries, dim]`; empty rows get none."""
+        if queries.shape[1] != self.dim:
+            raise ValueError(f"query dim {queries.shape[1]} != index dim {self.dim}")
+        if k < 1:
+            raise ValueError(f"top_k must be >= 1, got {k}")
+        k = min(k, max(self.n_docs, 1))
+        n_queries = queries.shape[0]
+        doc_idx = np.full((n_queries, k), -1, dtype=np.int32)
+        scores = np.zeros((n_queries, k), dtype=np.float32)
+        rows = np.flatnonzero(np.diff(queries.indptr))
+        if self._index is None or len(rows) == 0:
+            return TopK(doc_idx, scores)
+        spans = [(queries.indptr[r], queries.indptr[r + 1]) for r in rows]
+        results = self._index.batch_search(
+            np.array([str(r) for r in rows], dtype=self._string),
+            [queries.indices[a:b].astype(self._string) for a, b in spans],
+            [queries.data[a:b].astype(np.float32) for a, b in spans],
+            k,
+            query_cut=self.query_cut,
+            heap_factor=self.heap_factor,
+            num_threads=self.num_threads,
+        )
+        for hits in results:
+            if not hits:
+                continue
+            row = int(hits[0][0])
+            for rank, (_, score, doc) in enumerate(sorted(hits, key=lambda h: -h[1])[:k]):
+                doc_idx[row, rank] = int(doc)
+                scores[row, rank] = score
+        return TopK(doc_idx, scores)
