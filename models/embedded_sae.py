@@ -207,7 +207,7 @@ def train_sae(acts: torch.Tensor, metadata: dict[str, Any]) -> tuple[Any, float]
         metadata=SAEMetadata(**metadata),
     )
     sae = TopKTrainingSAE(cfg)
-    steps = EPOCHS * (len(acts) // BATCH)
+    steps = int(EPOCHS * (len(acts) // BATCH))
     trainer_cfg = SAETrainerConfig(
         total_training_samples=steps * BATCH,
         train_batch_size_samples=BATCH,

@@ -43,7 +43,7 @@ def backbone_of(encoder: SparseEncoder) -> CausalLMBackbone:
     """The encoder's first module, which must be a decoder backbone."""
     backbone = encoder[0]
     if not isinstance(backbone, CausalLMBackbone):
-        raise ValueError(f"LoRA training needs a CausalLMBackbone first module, got {type(backbone).__name__}")
+        raise TypeError(f"LoRA training needs a CausalLMBackbone first module, got {type(backbone).__name__}")
     return backbone
 
 
@@ -70,7 +70,7 @@ def save_adapter(encoder: SparseEncoder, folder: str) -> None:
     """Write the backbone's LoRA (`adapter_config.json`, `adapter_model.safetensors`) to `folder`."""
     model = backbone_of(encoder).model
     if not isinstance(model, PeftModel):
-        raise ValueError("the encoder's backbone carries no LoRA adapter to save")
+        raise TypeError("the encoder's backbone carries no LoRA adapter to save")
     model.save_pretrained(folder)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from sentence_transformers import SparseEncoder
 from sentence_transformers.sparse_encoder import (
     SparseEncoderTrainer,
     SparseEncoderTrainingArguments,
@@ -26,12 +27,17 @@ from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import (
     SchedulerType,
     SpladeRegularizerWeightSchedulerCallback,
 )
-from sentence_transformers import SparseEncoder
 from transformers import TrainerCallback, set_seed
 
 from harness.train.data import LABEL, load_training_data
 from harness.train.losses import build_loss, default_temperature, sparsity_log
-from harness.train.model import count_parameters, lora_config, save_adapter, trainable_encoder
+from harness.train.model import (
+    check_trainable,
+    count_parameters,
+    lora_config,
+    save_adapter,
+    trainable_encoder,
+)
 
 logger = logging.getLogger("harness.train")
 
@@ -83,6 +89,7 @@ def check_train_config(train_cfg: Mapping) -> None:
     _positive_int(train_cfg.get("epochs"), "train.epochs")
     _positive_int(train_cfg.get("batch_size"), "train.batch_size")
     _positive_int(train_cfg.get("logging_steps"), "train.logging_steps")
+    _positive_int(train_cfg.get("max_length"), "train.max_length")
     if not float(train_cfg["lr"]) > 0:
         raise ValueError(f"train.lr must be > 0, got {train_cfg['lr']}")
     if not 0 <= float(train_cfg["warmup_ratio"]) < 1:
@@ -126,20 +133,20 @@ def train(cfg: DictConfig) -> TrainResult:
     """Train `cfg.model` on `cfg.data` with `cfg.train`; the adapter lands in `train.output_dir`."""
     train_cfg = cfg.train
     check_train_config(train_cfg)
+    check_trainable(cfg.model)
+    lora = train_cfg.lora
+    adapter_config = lora_config(lora.r, float(lora.alpha), float(lora.dropout), list(lora.targets))
+    temperature = float(
+        default_temperature(cfg.model) if train_cfg.temperature is None else train_cfg.temperature
+    )
     out = Path(train_cfg.output_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
 
     data = load_training_data(cfg.data)
     distill = LABEL in data.column_names
-    temperature = float(train_cfg.temperature or default_temperature(cfg.model))
-    lora = train_cfg.lora
     set_seed(int(train_cfg.seed))
-    encoder = trainable_encoder(
-        cfg.model,
-        lora_config(lora.r, float(lora.alpha), float(lora.dropout), list(lora.targets)),
-        train_cfg.max_length,
-    )
+    encoder = trainable_encoder(cfg.model, adapter_config, train_cfg.max_length)
     loss = build_loss(
         encoder,
         temperature,

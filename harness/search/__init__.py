@@ -1,0 +1,6 @@
+"""Sparse-native retrieval inside MTEB: exact inverted index or Seismic over cached CSR encodings."""
+
+from .backends import BackendConfig
+from .model import SparseSearchModel
+
+__all__ = ["BackendConfig", "SparseSearchModel"]

@@ -1,0 +1,326 @@
+"""`SparseSearchModel`: mteb's `SearchProtocol` for any sentence-transformers SparseEncoder.
+
+`index` encodes the corpus once (uncapped, cached), prunes it to the document top-k and builds
+the backend index; `search` encodes the queries the same way, prunes them to the query top-k and
+either searches the whole corpus (exact or Seismic) or, for Reranking / InstructionReranking
+tasks (`top_ranked`), scores only each query's candidates by sparse dot products. Every query id
+gets an entry in the output (an empty dict when nothing matches). Sparse all the way: CSR in,
+CSR out, memory O(nnz).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+from mteb._create_dataloaders import _retrieval_texts
+from mteb.models import ModelMeta
+from mteb.types import PromptType
+
+from . import stats
+from .backends import BackendConfig, SearchIndex
+from .csr import Encoded, encode_to_csr, top_k_rows
+from .encoding_cache import EncodingCache, content_hash, encoder_fingerprint, name_without_top_k
+from .exact import ExactIndex, TopK, pair_scores
+
+if TYPE_CHECKING:
+    from mteb.abstasks.task_metadata import TaskMetadata
+    from mteb.types import (
+        CorpusDatasetType,
+        EncodeKwargs,
+        QueryDatasetType,
+        RetrievalOutputType,
+        TopRankedDocumentsType,
+    )
+    from sentence_transformers import SparseEncoder
+
+logger = logging.getLogger(__name__)
+
+#: Depth of the Seismic-vs-exact agreement reported in the efficiency statistics.
+RECALL_DEPTH = 10
+
+
+def is_reranking(task_metadata: TaskMetadata) -> bool:
+    """Reranking and InstructionReranking tasks hand `top_ranked` candidates to `search`."""
+    return "Reranking" in task_metadata.type
+
+
+def topk_to_results(top: TopK, query_ids: Sequence[str], doc_ids: Sequence[str]) -> RetrievalOutputType:
+    """mteb's output `{query_id: {doc_id: score}}` from `[n_queries, k]` results; every id present."""
+    results: RetrievalOutputType = {}
+    for row, qid in enumerate(query_ids):
+        hits = top.doc_idx[row]
+        n = int(np.count_nonzero(hits >= 0))
+        results[qid] = {doc_ids[d]: float(s) for d, s in zip(hits[:n], top.scores[row, :n], strict=True)}
+    return results
+
+
+def recall_vs(reference: TopK, approx: TopK, depth: int) -> float:
+    """Mean |approx top-depth ∩ reference top-depth| / |reference top-depth| over queries with hits."""
+    values = []
+    for ref_row, app_row in zip(reference.doc_idx[:, :depth], approx.doc_idx[:, :depth], strict=True):
+        ref = set(ref_row[ref_row >= 0].tolist())
+        if ref:
+            values.append(len(ref & set(app_row[app_row >= 0].tolist())) / len(ref))
+    return float(np.mean(values)) if values else 1.0
+
+
+@dataclass
+class _Side:
+    """Encodings of one side (documents or queries) of a (task, subset, split), top-k applied."""
+
+    ids: list[str]
+    matrix: sp.csr_matrix
+    encode: dict[str, Any]
+
+
+@dataclass
+class _Indexed:
+    """State between `index` and `search` for one (task, subset, split)."""
+
+    task_name: str
+    subset: str
+    split: str
+    docs: _Side
+    index: SearchIndex | None
+
+
+class SparseSearchModel:
+    """mteb `SearchProtocol` around a SparseEncoder (dot-product similarity).
+
+    Args:
+        encoder: an uncapped SparseEncoder; its `encode_query` / `encode_document` are used.
+        meta: the mteb ModelMeta of this variant (its name carries the top-k).
+        top_k_query: active dimensions kept per query (0 = no cap).
+        top_k_document: active dimensions kept per document (0 = no cap).
+        backend: the `cfg.search` node, `name` (exact | seismic) plus parameters.
+        cache_dir: folder of the uncapped-encoding cache, or None for no cache.
+        stats_dir: folder for `<task_name>.efficiency.json`, or None for no statistics file.
+        batch_size: encoder batch size (mteb's `encode_kwargs["batch_size"]` is not used).
+        show_progress: show encoding progress bars.
+    """
+
+    def __init__(
+        self,
+        encoder: SparseEncoder,
+        meta: ModelMeta,
+        *,
+        top_k_query: int,
+        top_k_document: int,
+        backend: Mapping[str, Any],
+        cache_dir: Path | None,
+        stats_dir: Path | None,
+        batch_size: int = 32,
+        show_progress: bool = True,
+    ):
+        for label, value in (("top_k.query", top_k_query), ("top_k.document", top_k_document)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{label} must be an integer >= 0 (0 = no cap), got {value!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        similarity = getattr(encoder, "similarity_fn_name", "dot")
+        if similarity != "dot":
+            raise ValueError(f"sparse search scores by dot product; the encoder uses {similarity!r}")
+        self.encoder = encoder
+        self._dim: int | None = None
+        self._meta = meta
+        self.top_k_query = top_k_query
+        self.top_k_document = top_k_document
+        self.backend = BackendConfig.parse(backend)
+        self.cache = EncodingCache(Path(cache_dir)) if cache_dir is not None else None
+        self.stats_dir = Path(stats_dir) if stats_dir is not None else None
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self._identity: dict[str, Any] | None = None
+        self._indexed: _Indexed | None = None
+
+    @property
+    def mteb_model_meta(self) -> ModelMeta:
+        """Metadata of the model variant (name includes the top-k)."""
+        return self._meta
+
+    @property
+    def dim(self) -> int:
+        """Width of the sparse vectors, read from the encoder's output on a probe text.
+
+        (`get_embedding_dimension()` reports the backbone width for SPLADE pooling without an
+        explicit size, so the encoder's output shape is the only reliable source.)
+        """
+        if self._dim is None:
+            probe = self.encoder.encode_document(
+                ["dimension probe"], convert_to_tensor=True, convert_to_sparse_tensor=True,
+                save_to_cpu=True, show_progress_bar=False,
+            )
+            self._dim = int(probe.shape[-1])
+        return self._dim
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two encodings interchangeable: name without top-k, revision, weights sample."""
+        if self._identity is None:
+            self._identity = {
+                "name": name_without_top_k(self._meta.name or "", self.top_k_query, self.top_k_document),
+                "revision": self._meta.revision,
+                "encoder": encoder_fingerprint(self.encoder),
+                "max_seq_length": getattr(self.encoder, "max_seq_length", None),
+            }
+        return self._identity
+
+    def _count_tokens(self, texts: list[str]) -> int:
+        """Tokens the encoder reads for `texts` (after truncation, without prompts)."""
+        total = 0
+        for start in range(0, len(texts), self.batch_size):
+            features = self.encoder.preprocess(texts[start : start + self.batch_size])
+            if "attention_mask" in features:
+                total += int(features["attention_mask"].sum())
+            else:
+                total += int(features["input_ids"].numel())
+        return total
+
+    def _encode(
+        self, side: str, ids: list[str], texts: list[str], task_name: str, subset: str, split: str
+    ) -> tuple[Encoded, bool]:
+        """Uncapped encodings `[len(texts), dim]` of one side, from the cache when possible."""
+        fn = self.encoder.encode_query if side == "query" else self.encoder.encode_document
+        key = None
+        if self.cache is not None:
+            key = self.cache.key(
+                identity=self.identity(), task=task_name, subset=subset, split=split, side=side,
+                content=content_hash(ids, texts), dim=self.dim,
+            )
+            hit = self.cache.load(key, len(texts), self.dim)
+            if hit is not None:
+                logger.info("%s %s/%s %ss: cached encodings", task_name, subset, split, side)
+                return hit, True
+        encoded = encode_to_csr(
+            fn, self._count_tokens, texts, self.dim,
+            batch_size=self.batch_size, show_progress=self.show_progress,
+            desc=f"Encoding {side}s ({task_name} {subset}/{split})",
+        )
+        if self.cache is not None and key is not None:
+            self.cache.save(
+                key, encoded,
+                {"model": self._meta.name, "task": task_name, "subset": subset, "split": split, "side": side},
+            )
+        return encoded, False
+
+    def _side(
+        self, side: str, dataset: Any, prompt_type: PromptType, top_k: int,
+        task_name: str, subset: str, split: str,
+    ) -> _Side:
+        ids = [str(i) for i in dataset["id"]]
+        texts = _retrieval_texts(dataset, prompt_type)
+        encoded, from_cache = self._encode(side, ids, texts, task_name, subset, split)
+        return _Side(
+            ids,
+            top_k_rows(encoded.matrix, top_k),
+            stats.encode_summary(len(ids), encoded.n_tokens, encoded.seconds, from_cache),
+        )
+
+    def index(
+        self,
+        corpus: CorpusDatasetType,
+        *,
+        task_metadata: TaskMetadata,
+        hf_split: str,
+        hf_subset: str,
+        encode_kwargs: EncodeKwargs,
+        num_proc: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Encode the corpus (title + text, as mteb joins them) and build the backend index.
+
+        Reranking tasks only need the document vectors, so no inverted index is built for them.
+        """
+        docs = self._side(
+            "document", corpus, PromptType.document, self.top_k_document,
+            task_metadata.name, hf_subset, hf_split,
+        )
+        index = None if is_reranking(task_metadata) else self.backend.build(docs.matrix)
+        self._indexed = _Indexed(task_metadata.name, hf_subset, hf_split, docs, index)
+
+    def search(
+        self,
+        queries: QueryDatasetType,
+        *,
+        task_metadata: TaskMetadata,
+        hf_split: str,
+        hf_subset: str,
+        top_k: int,
+        encode_kwargs: EncodeKwargs,
+        top_ranked: TopRankedDocumentsType | None = None,
+        num_proc: int | None = None,
+        **kwargs: Any,
+    ) -> RetrievalOutputType:
+        """Top-`top_k` documents per query (or the best of its `top_ranked` candidates)."""
+        state = self._indexed
+        where = (task_metadata.name, hf_subset, hf_split)
+        if state is None or (state.task_name, state.subset, state.split) != where:
+            raise RuntimeError(f"search() for {where} called before index() for it")
+        q = self._side("query", queries, PromptType.query, self.top_k_query, *where)
+        entry: dict[str, Any] = {}
+        began = time.perf_counter()
+        if top_ranked is not None:
+            results, n_pairs = self._rerank(q, state.docs, top_ranked, top_k)
+            search_seconds = time.perf_counter() - began
+            entry.update(mode="rerank", backend="pairs", pairs_scored=n_pairs, index_bytes=None)
+        else:
+            if state.index is None:
+                state.index = self.backend.build(state.docs.matrix)
+            top = state.index.search(q.matrix, top_k)
+            search_seconds = time.perf_counter() - began
+            results = topk_to_results(top, q.ids, state.docs.ids)
+            entry.update(
+                mode="full", backend=self.backend.name, backend_params=self.backend.params,
+                index_bytes=state.index.nbytes, index_build_seconds=state.index.build_seconds,
+            )
+            if self.backend.name == "seismic" and self.backend.params["recall_vs_exact"]:
+                exact = ExactIndex(state.docs.matrix, num_threads=0).search(q.matrix, RECALL_DEPTH)
+                entry[f"recall_at_{RECALL_DEPTH}_vs_exact"] = recall_vs(exact, top, RECALL_DEPTH)
+        missing = set(q.ids) - set(results)
+        assert not missing, f"query ids missing from the search output: {sorted(missing)[:5]}"
+        if self.stats_dir is not None:
+            entry.update(
+                subset=hf_subset, split=hf_split, model=self._meta.name,
+                top_k={"query": self.top_k_query, "document": self.top_k_document},
+                n_documents=len(state.docs.ids), n_queries=len(q.ids), dim=self.dim,
+                avg_nnz_query=stats.avg_nnz(q.matrix), avg_nnz_document=stats.avg_nnz(state.docs.matrix),
+                flops=stats.flops(q.matrix, state.docs.matrix),
+                encode={"documents": state.docs.encode, "queries": q.encode},
+                search_seconds=search_seconds,
+                search_ms_per_query=1000 * search_seconds / max(len(q.ids), 1),
+            )
+            stats.write_entry(self.stats_dir, task_metadata.name, entry)
+        self._indexed = None
+        return results
+
+    @staticmethod
+    def _rerank(
+        q: _Side, docs: _Side, top_ranked: TopRankedDocumentsType, top_k: int
+    ) -> tuple[RetrievalOutputType, int]:
+        """Score each query's candidates only; returns the results and the number of pairs scored."""
+        row_of = {doc_id: row for row, doc_id in enumerate(docs.ids)}
+        q_rows: list[int] = []
+        d_rows: list[int] = []
+        for q_row, qid in enumerate(q.ids):
+            for doc_id in top_ranked.get(qid, ()):
+                if doc_id not in row_of:
+                    raise ValueError(f"top_ranked candidate {doc_id!r} of query {qid!r} is not in the corpus")
+                q_rows.append(q_row)
+                d_rows.append(row_of[doc_id])
+        scores = pair_scores(q.matrix, docs.matrix, np.array(q_rows), np.array(d_rows))
+        results: RetrievalOutputType = {qid: {} for qid in q.ids}
+        start = 0
+        for qid in q.ids:
+            n = len(top_ranked.get(qid, ()))
+            cand = np.array(d_rows[start : start + n], dtype=np.int64)
+            cand_scores = scores[start : start + n]
+            start += n
+            best = np.argsort(-cand_scores, kind="stable")[:top_k]
+            results[qid] = {docs.ids[cand[i]]: float(cand_scores[i]) for i in best}
+        return results, len(q_rows)
