@@ -16,7 +16,7 @@ ARGS ?=
 comma := ,
 MULTIRUN = $(if $(findstring $(comma),$(MODEL)),-m,)
 
-.PHONY: setup prepare test lint mmteb sweep-topk tasks report train bench bench-search bench-encode
+.PHONY: setup prepare test lint mmteb sweep-topk tasks report train controlled-run bench bench-search bench-encode
 
 setup: $(VENV)/.installed prepare
 
@@ -49,6 +49,15 @@ tasks:
 
 report:
 	$(PY) -m harness.reports build $(if $(RUN),--name $(notdir $(RUN)) --runs '$(RUN)',) $(ARGS)
+
+# LoRA training of a SPLARE/SPLADE config (paper recipe); DATA names conf/data/<DATA>.yaml.
+DATA ?= embedded_pairs
+train:
+	$(PY) -m harness.train model=$(if $(filter command line environment,$(origin MODEL)),$(MODEL),splare_tiny) data=$(DATA) $(ARGS)
+
+# Latent vs vocabulary head on Gemma-3-270M: same data, steps and budget; evaluated before/after.
+controlled-run:
+	$(PY) benchmarks/controlled_run.py $(ARGS)
 
 bench: bench-search bench-encode
 

@@ -12,6 +12,7 @@ returned uncapped: top-k pruning (`top_k.query` / `top_k.document`) belongs to t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -54,6 +55,23 @@ def pick_device(name: str | None) -> str:
 def _tag(value: str) -> str:
     """Short, path-safe name of a hub id, `embedded:` asset or local folder."""
     return str(value).removeprefix(EMBEDDED).rstrip("/").split("/")[-1].replace(" ", "_")
+
+
+def content_tag(path: str | None, head_bytes: int = 1 << 20) -> str:
+    """`-<8 hex>` fingerprint of a local weights folder, so two trained checkpoints or adapters in
+    same-named folders never share a model name (and cached encodings). Hashes each weight file's
+    name, size and first MiB; empty for hub ids and missing paths."""
+    if not path or not os.path.isdir(path):
+        return ""
+    digest = hashlib.sha256()
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            if name.endswith((".safetensors", ".bin", ".pt")):
+                file = os.path.join(root, name)
+                digest.update(f"{os.path.relpath(file, path)}:{os.path.getsize(file)}".encode())
+                with open(file, "rb") as f:
+                    digest.update(f.read(head_bytes))
+    return f"-{digest.hexdigest()[:8]}"
 
 
 def _check_kind(model_cfg: Mapping) -> str:
@@ -203,9 +221,11 @@ def variant_name(model_cfg: Mapping, with_top_k: bool = True) -> str:
         parts.append("lmhead")
     parts.append(f"len{backbone.get('max_length')}")
     if model_cfg.get("checkpoint"):
-        parts.append(f"ckpt-{_tag(model_cfg['checkpoint'])}")
+        ckpt = model_cfg["checkpoint"]
+        parts.append(f"ckpt-{_tag(ckpt)}{content_tag(resolve_path(ckpt))}")
     if backbone.get("adapter"):
-        parts.append(f"lora-{_tag(backbone['adapter'])}")
+        adapter = backbone["adapter"]
+        parts.append(f"lora-{_tag(adapter)}{content_tag(resolve_path(adapter))}")
     if with_top_k:
         top_k = model_cfg.get("top_k") or {}
         parts.append(f"q{top_k.get('query') or 'all'}-d{top_k.get('document') or 'all'}")

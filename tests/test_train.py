@@ -26,16 +26,15 @@ from harness import offline
 from harness.config import CONF_DIR
 from harness.offline import HubUnavailableError
 from harness.paths import REPO_ROOT
-from harness.train import (
+from harness.train.data import load_training_data, standardise
+from harness.train.losses import (
     MeasuredFlopsLoss,
     StudentTemperatureKLDivLoss,
     build_loss,
     default_temperature,
     flops,
-    load_training_data,
-    train,
 )
-from harness.train.data import standardise
+from harness.train.run import train
 
 HIDDEN, N_LAYERS, LAYER, D_SAE = 32, 3, 1, 64
 WORDS = [

@@ -1,27 +1,10 @@
 """The SPLARE training recipe (LoRA + KL distillation or contrastive loss + FLOPS) on
-sentence-transformers' SparseEncoder trainer: `python -m harness.train model=<m> data=<d> [train.x=y]`."""
+sentence-transformers' SparseEncoder trainer: `python -m harness.train model=<m> data=<d> [train.x=y]`.
 
-from harness.train.data import load_training_data
-from harness.train.losses import (
-    MeasuredFlopsLoss,
-    StudentTemperatureKLDivLoss,
-    build_loss,
-    default_temperature,
-    flops,
-)
-from harness.train.model import add_lora, lora_config, save_adapter, trainable_encoder
-from harness.train.run import train
-
-__all__ = [
-    "MeasuredFlopsLoss",
-    "StudentTemperatureKLDivLoss",
-    "add_lora",
-    "build_loss",
-    "default_temperature",
-    "flops",
-    "load_training_data",
-    "lora_config",
-    "save_adapter",
-    "train",
-    "trainable_encoder",
-]
+Modules (imported on use, so the CLI can set the HF offline flags before any HF library loads):
+- `harness.train.run`: `train(cfg) -> TrainResult`, `check_train_config`, `training_arguments`.
+- `harness.train.losses`: `build_loss`, `default_temperature`, `flops`, `MeasuredFlopsLoss`,
+  `StudentTemperatureKLDivLoss`.
+- `harness.train.model`: `trainable_encoder`, `lora_config`, `add_lora`, `save_adapter`.
+- `harness.train.data`: `load_training_data`, `standardise`.
+"""
