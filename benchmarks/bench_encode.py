@@ -69,11 +69,16 @@ def main() -> None:
     lines = [
         "# Encoding throughput: latent (SAE) head vs vocabulary head, same backbone",
         "",
-        f"Command: `python benchmarks/bench_encode.py --docs {args.docs} --threads {args.threads} "
-        f"--batch-size {args.batch_size}`  ",
-        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} thread(s), fp32, CPU; {len(texts)} documents of EmbeddedMultilingualRetrieval "
-        "(8 languages), encoded uncapped, same process, warm-up batch excluded.",
+        (
+            f"Command: `python benchmarks/bench_encode.py --docs {args.docs} --threads {args.threads} "
+            f"--batch-size {args.batch_size}`  "
+        ),
+        (
+            f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+            f"{args.threads} thread(s), fp32, CPU; {len(texts)} documents of "
+            "EmbeddedMultilingualRetrieval (8 languages), encoded uncapped, same process, "
+            "warm-up batch excluded."
+        ),
         "",
         "| model | tokens | seconds | tokens/s | dims | nnz/doc (uncapped) | speed vs vocabulary head |",
         "|---|---|---|---|---|---|---|",

@@ -9,42 +9,26 @@ Examples:
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from harness.config import check_group_overrides
-from harness.offline import HubUnavailableError, configure_offline
-
-EXPECTED_ERRORS = (ValueError, FileNotFoundError, HubUnavailableError)
+from harness.cli import main_with_checked_groups, one_line_errors
+from harness.config import GROUPS, OPTIONAL_GROUPS
+from harness.offline import configure_offline
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def _app(cfg: DictConfig):
-    try:
+    with one_line_errors():
         # HF libraries read offline mode when imported: decide it before anything imports them.
         offline = configure_offline(cfg.run.hub)
         from harness.runner import run
 
         return run(cfg, offline=offline)
-    except EXPECTED_ERRORS as err:
-        if os.environ.get("HARNESS_DEBUG"):
-            raise
-        logging.getLogger("harness").error("%s", err)
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 def main() -> None:
-    try:
-        check_group_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    _app()
+    main_with_checked_groups(_app, GROUPS + OPTIONAL_GROUPS)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def check_group_overrides(overrides: Sequence[str]) -> None:
-    """Fail in one line when an override names a group value that does not exist.
+def check_group_overrides(
+    overrides: Sequence[str], groups: Sequence[str] = GROUPS + OPTIONAL_GROUPS
+) -> None:
+    """Fail in one line when an override names a value of one of `groups` that does not exist.
 
     Accepts Hydra's `group=a` and multirun `group=a,b` forms; raises ValueError listing the
     valid values, before Hydra (or any model loading) starts.
@@ -27,7 +29,7 @@ def check_group_overrides(overrides: Sequence[str]) -> None:
     for item in overrides:
         key, sep, value = item.partition("=")
         key = key.lstrip("+~")
-        if not sep or key not in GROUPS + OPTIONAL_GROUPS:
+        if not sep or key not in groups:
             continue
         valid = group_options(key)
         for name in value.split(","):

@@ -45,13 +45,13 @@ def test_unknown_group_value_lists_valid_ones():
 def test_cli_prints_composed_config_and_rejects_unknown_values():
     ok = subprocess.run(
         [sys.executable, "-m", "harness", "model=splare7b", "benchmark=mmteb_multilingual", "--cfg", "job"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert ok.returncode == 0, ok.stderr
     assert "layer: 26" in ok.stdout and "MTEB(Multilingual, v2)" in ok.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "harness", "-m", "model=splare7b,splare9b"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [

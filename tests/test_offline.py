@@ -2,7 +2,12 @@
 
 import pytest
 
-from harness.offline import HubUnavailableError, configure_offline, hub_reachable, require_local_or_hub
+from harness.offline import (
+    HubUnavailableError,
+    configure_offline,
+    hub_reachable,
+    require_local_or_hub,
+)
 
 
 def test_unreachable_hub_id_names_id_and_override(monkeypatch):

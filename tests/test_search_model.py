@@ -294,8 +294,13 @@ def test_reranking_scores_candidates_only_without_densifying(
     assert entry["mode"] == "rerank"
     assert entry["pairs_scored"] == sum(len(v) for v in top_ranked.values())
 
-    # mteb's stock sparse path densifies on this very task: the guard does detect it.
-    mteb.evaluate(SparseEncoderWrapper(encoder), task, cache=None, show_progress_bar=False)
+    # mteb's stock sparse path densifies on a reranking task (a small one here): the guard detects it.
+    small_ranked = {q["id"]: all_ids[:6] for q in queries[:3]}
+    small = make_task(
+        "LocalCranfieldSmall", "Reranking", corpus[:6], queries[:3],
+        {q["id"]: {all_ids[0]: 1} for q in queries[:3]}, small_ranked,
+    )
+    mteb.evaluate(SparseEncoderWrapper(encoder), small, cache=None, show_progress_bar=False)
     assert seen
     monkeypatch.undo()
 
