@@ -8,7 +8,8 @@ an equal number of windows per language. Activations are the residual stream aft
 layer LAYER (`blocks.9.hook_resid_post`); BOS positions are excluded (norm ~88k vs ~6k).
 
 Training: sae-lens `TopKTrainingSAE` (aux-k loss revives dead latents) with its `SAETrainer`
-on the pre-computed activations, `normalize_activations="expected_average_only_in"` (sae-lens
+on the pre-computed activations; decoder directions start at centred data tokens (fewer dead
+latents in a short run); `normalize_activations="expected_average_only_in"` (sae-lens
 estimates the scale and folds it into the weights at the end, so the saved SAE takes raw
 activations). Saved with `save_inference_model`, loadable with `SAE.load_from_disk(folder)`.
 """
@@ -216,7 +217,7 @@ def train_sae(acts: torch.Tensor, metadata: dict[str, Any]) -> tuple[Any, float]
         lr_scheduler_name="cosineannealing",
         lr_warm_up_steps=steps // 20,
         lr_decay_steps=0,
-        dead_feature_window=max(1, len(acts) // (2 * BATCH)),
+        dead_feature_window=max(1, len(acts) // (4 * BATCH)),
         feature_sampling_window=steps,
         n_batches_for_norm_estimate=min(100, len(acts) // BATCH),
         logger=LoggingConfig(log_to_wandb=False),
@@ -227,7 +228,15 @@ def train_sae(acts: torch.Tensor, metadata: dict[str, Any]) -> tuple[Any, float]
     )
     scaling = float(trainer.activation_scaler.scaling_factor)
     with torch.no_grad():
-        sae.b_dec.copy_(acts.mean(0) * scaling)
+        # Start at the data: b_dec = mean, each latent's decoder direction = one centred token
+        # (norm decoder_init_norm, encoder tied), so every latent fires from the first step.
+        mean = acts.mean(0)
+        picks = torch.randperm(len(acts), generator=torch.Generator().manual_seed(SEED))[:D_SAE]
+        directions = acts[picks] - mean
+        directions *= cfg.decoder_init_norm / directions.norm(dim=-1, keepdim=True)
+        sae.b_dec.copy_(mean * scaling)
+        sae.W_dec.copy_(directions)
+        sae.W_enc.copy_(directions.T)
     return trainer.fit(), scaling
 
 

@@ -1,4 +1,4 @@
-"""Sparse-native retrieval inside MTEB: exact inverted index or Seismic over cached CSR encodings."""
+"""Sparse-native retrieval inside MTEB: exact inverted index or Seismic over cached CSR."""
 
 from .backends import BackendConfig
 from .model import SparseSearchModel

@@ -52,9 +52,13 @@ def torch_sparse_to_csr(tensor: torch.Tensor) -> sp.csr_matrix:
     return _csr(values[keep], cols[keep], indptr, (n_rows, dim))
 
 
-def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+def _csr(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
     """Wrap sorted-per-row arrays as CSR with float32 values and int32 column ids."""
-    matrix = sp.csr_matrix((data.astype(np.float32, copy=False), indices.astype(np.int32), indptr), shape=shape)
+    matrix = sp.csr_matrix(
+        (data.astype(np.float32, copy=False), indices.astype(np.int32), indptr), shape=shape
+    )
     matrix.has_sorted_indices = True
     return matrix
 
@@ -111,7 +115,8 @@ def encode_to_csr(
             seconds += time.perf_counter() - began
             if block.shape != (len(chunk), dim):
                 raise ValueError(
-                    f"encoder returned shape {block.shape} for {len(chunk)} texts, expected dim {dim}"
+                    f"encoder returned shape {block.shape} for {len(chunk)} texts, "
+                    f"expected dim {dim}"
                 )
             blocks.append(block)
             bar.update(len(chunk))
@@ -129,15 +134,6 @@ def scatter_rows(matrix: sp.csr_matrix, rows: np.ndarray, n_rows: int) -> sp.csr
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     return _csr(matrix.data, matrix.indices, indptr, (n_rows, matrix.shape[1]))
-
-
-def canonical(matrix: sp.spmatrix) -> sp.csr_matrix:
-    """Return any scipy sparse `[n, dim]` as canonical CSR (float32, sorted int32 ids, no zeros)."""
-    out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    out.sum_duplicates()
-    out.eliminate_zeros()
-    out.sort_indices()
-    return _csr(out.data, out.indices, out.indptr, out.shape)
 
 
 @numba.njit(parallel=True, cache=True)

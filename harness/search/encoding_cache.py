@@ -50,12 +50,17 @@ def content_hash(ids: Sequence[str], texts: Sequence[str]) -> str:
 
 
 def name_without_top_k(name: str, top_k_query: int, top_k_document: int) -> str:
-    """Mask the top-k pair in a model name: `x-topk40-400` and `x-topk10-100` give the same identity.
+    """Mask the top-k pair in a model name: `x-q40-d400` and `x-q10-d100` become one identity.
 
-    The pair is recognised as `<query k>`, one to three non-digits, `<document k>` (e.g. `40-400`,
-    `q40_d400`, `40/400`); a name without that pair is returned unchanged.
+    The pair is recognised as `<query k>`, one to three non-digits, `<document k>` (e.g.
+    `q40-d400`, `topk40_400`, `40/400`); a cap of 0 may also be written `all`, `nocap` or `none`
+    (`qall-dall`). A name without the pair is returned unchanged.
     """
-    pattern = rf"(?<!\d){top_k_query}(\D{{1,3}}){top_k_document}(?!\d)"
+
+    def spelled(k: int) -> str:
+        return "|".join([str(k), *(("all", "nocap", "none") if k == 0 else ())])
+
+    pattern = rf"(?<!\d)(?:{spelled(top_k_query)})(\D{{1,3}}?)(?:{spelled(top_k_document)})(?!\d)"
     return re.sub(pattern, lambda m: f"{{q}}{m.group(1)}{{d}}", name)
 
 
@@ -74,7 +79,9 @@ def encoder_fingerprint(encoder: torch.nn.Module) -> str:
     return _digest(*parts)
 
 
-def _checksum(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> str:
+def _checksum(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]
+) -> str:
     return _digest(
         np.ascontiguousarray(data, dtype=np.float32).tobytes(),
         np.ascontiguousarray(indices, dtype=np.int64).tobytes(),
@@ -105,14 +112,16 @@ class EncodingCache:
         return self.root / f"{key}.npz"
 
     def load(self, key: str, n_rows: int, dim: int) -> Encoded | None:
-        """The cached encoding `[n_rows, dim]`, or None when absent or corrupt (then it is removed)."""
+        """The cached encoding `[n_rows, dim]`, or None when absent or corrupt (then removed)."""
         path = self.path(key)
         if not path.exists():
             return None
         try:
             return self._read(path, n_rows, dim)
         except (CorruptEntryError, OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-            warnings.warn(f"encoding cache entry {path} is corrupt ({err}); re-encoding", stacklevel=2)
+            warnings.warn(
+                f"encoding cache entry {path} is corrupt ({err}); re-encoding", stacklevel=2
+            )
             path.unlink(missing_ok=True)
             return None
 
@@ -124,7 +133,12 @@ class EncodingCache:
         shape = (int(header["shape"][0]), int(header["shape"][1]))
         if shape != (n_rows, dim):
             raise CorruptEntryError(f"shape {shape} != expected {(n_rows, dim)}")
-        if len(indptr) != n_rows + 1 or indptr[0] != 0 or indptr[-1] != len(data) or len(indices) != len(data):
+        if (
+            len(indptr) != n_rows + 1
+            or indptr[0] != 0
+            or indptr[-1] != len(data)
+            or len(indices) != len(data)
+        ):
             raise CorruptEntryError("CSR arrays do not fit together")
         if _checksum(data, indices, indptr, shape) != header["checksum"]:
             raise CorruptEntryError("checksum mismatch")

@@ -1,8 +1,12 @@
 """Exact sparse dot-product search: a numba inverted index with term-at-a-time accumulation.
 
-The index is the document matrix transposed to postings lists (CSC): for term j,
-`doc_ids[offsets[j]:offsets[j+1]]` (int32) and `weights[...]` (float32). Memory is
-O(nnz) + O(dim) for the offsets; the per-thread score accumulators are O(n_docs).
+The index is the document matrix transposed to posting lists (CSC): for term j,
+`doc_ids[offsets[j]:offsets[j+1]]` (int32) and `weights[...]` (float32). A term found in more
+than n_docs / DENSE_TERM_FRACTION documents is instead kept as a dense weight row `[n_docs]`
+(4 bytes a document instead of 8 a posting: at most DENSE_TERM_FRACTION / 2 times its postings,
+so memory stays O(nnz)) and added to the accumulator with one contiguous, vectorised loop. Such
+frequent terms carry most of the work in learned sparse retrieval (SPLADE's stop-word-like
+terms). Memory: O(nnz) + O(dim); the per-thread score accumulators are O(n_docs).
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import scipy.sparse as sp
 
 #: Queries scored per kernel call; bounds the `[batch, k]` result buffers.
 QUERY_BATCH = 4096
+#: A query touching more than n_docs / DENSE_FRACTION postings scans the whole accumulator.
+DENSE_FRACTION = 4
+#: A term in more than n_docs / DENSE_TERM_FRACTION documents is stored as a dense row.
+DENSE_TERM_FRACTION = 4
 
 
 @dataclass
@@ -56,14 +64,16 @@ def _sift_down(heap_s, heap_d, size, pos):  # pragma: no cover
 
 
 @numba.njit(cache=True)
-def _select_top_k(acc, touched, n_touched, k, out_d, out_s):  # pragma: no cover
-    """Write the k best touched documents to out_d/out_s [k], best first; the rest is left as is."""
+def _select_top_k(acc, candidates, n_candidates, k, out_d, out_s):  # pragma: no cover
+    """Write the k best non-zero-score candidates to out_d/out_s [k], best first; rest untouched."""
     heap_s = np.empty(k, dtype=np.float32)
     heap_d = np.empty(k, dtype=np.int32)
     size = 0
-    for t in range(n_touched):
-        doc = touched[t]
+    for t in range(n_candidates):
+        doc = candidates[t]
         score = acc[doc]
+        if score == 0:
+            continue
         if size < k:
             # Sift up into the min-heap.
             pos = size
@@ -94,18 +104,56 @@ def _select_top_k(acc, touched, n_touched, k, out_d, out_s):  # pragma: no cover
 
 @numba.njit(parallel=True, cache=True)
 def _search_kernel(
-    q_indptr, q_indices, q_data, offsets, doc_ids, weights, n_docs, k, n_blocks, out_d, out_s
+    q_indptr,
+    q_indices,
+    q_data,
+    offsets,
+    doc_ids,
+    weights,
+    dense_row,
+    dense,
+    n_docs,
+    k,
+    n_blocks,
+    out_d,
+    out_s,
 ):  # pragma: no cover
-    """Term-at-a-time scoring of every query row against the postings; fills out_d/out_s [nq, k].
+    """Term-at-a-time scoring of every query row; fills out_d/out_s [n_queries, k].
 
     Queries are dealt round-robin to `n_blocks` workers, each with its own `[n_docs]` accumulator.
+    A query that uses a dense-row term, or whose posting lists add up to more than
+    n_docs / DENSE_FRACTION entries, accumulates without bookkeeping and then scans the whole
+    accumulator (O(n_docs), branch-free); any other query keeps a list of the documents it
+    touched, so its top-k selection and reset cost O(touched).
     """
     n_queries = len(q_indptr) - 1
+    all_docs = np.arange(n_docs, dtype=np.int32)
     for block in numba.prange(n_blocks):
         acc = np.zeros(n_docs, dtype=np.float32)
         seen = np.zeros(n_docs, dtype=np.uint8)
         touched = np.empty(n_docs, dtype=np.int32)
         for q in range(block, n_queries, n_blocks):
+            n_postings = 0
+            uses_dense = False
+            for p in range(q_indptr[q], q_indptr[q + 1]):
+                term = q_indices[p]
+                n_postings += offsets[term + 1] - offsets[term]
+                uses_dense = uses_dense or dense_row[term] >= 0
+            if uses_dense or n_postings * DENSE_FRACTION >= n_docs:
+                for p in range(q_indptr[q], q_indptr[q + 1]):
+                    term = q_indices[p]
+                    w = q_data[p]
+                    row = dense_row[term]
+                    if row >= 0:
+                        values = dense[row]
+                        for d in range(n_docs):
+                            acc[d] += w * values[d]
+                    else:
+                        for e in range(offsets[term], offsets[term + 1]):
+                            acc[doc_ids[e]] += w * weights[e]
+                _select_top_k(acc, all_docs, n_docs, k, out_d[q], out_s[q])
+                acc[:] = 0.0
+                continue
             n_touched = 0
             for p in range(q_indptr[q], q_indptr[q + 1]):
                 term = q_indices[p]
@@ -124,7 +172,9 @@ def _search_kernel(
 
 
 @numba.njit(parallel=True, cache=True)
-def _pair_kernel(q_indptr, q_indices, q_data, d_indptr, d_indices, d_data, pq, pd, out):  # pragma: no cover
+def _pair_kernel(
+    q_indptr, q_indices, q_data, d_indptr, d_indices, d_data, pq, pd, out
+):  # pragma: no cover
     """out[i] = <query row pq[i], doc row pd[i]> by merging the two sorted id lists."""
     for i in numba.prange(len(pq)):
         a, a_end = q_indptr[pq[i]], q_indptr[pq[i] + 1]
@@ -144,7 +194,9 @@ def _pair_kernel(q_indptr, q_indices, q_data, d_indptr, d_indices, d_data, pq, p
         out[i] = total
 
 
-def pair_scores(queries: sp.csr_matrix, docs: sp.csr_matrix, q_rows: np.ndarray, d_rows: np.ndarray) -> np.ndarray:
+def pair_scores(
+    queries: sp.csr_matrix, docs: sp.csr_matrix, q_rows: np.ndarray, d_rows: np.ndarray
+) -> np.ndarray:
     """Dot products of the given (query row, doc row) pairs, `[n_pairs]` float32.
 
     Both matrices must be canonical CSR with the same dim; nothing is densified.
@@ -153,9 +205,15 @@ def pair_scores(queries: sp.csr_matrix, docs: sp.csr_matrix, q_rows: np.ndarray,
         raise ValueError(f"query dim {queries.shape[1]} != document dim {docs.shape[1]}")
     out = np.empty(len(q_rows), dtype=np.float32)
     _pair_kernel(
-        queries.indptr, queries.indices, queries.data,
-        docs.indptr, docs.indices, docs.data,
-        np.asarray(q_rows, dtype=np.int64), np.asarray(d_rows, dtype=np.int64), out,
+        queries.indptr,
+        queries.indices,
+        queries.data,
+        docs.indptr,
+        docs.indices,
+        docs.data,
+        np.asarray(q_rows, dtype=np.int64),
+        np.asarray(d_rows, dtype=np.int64),
+        out,
     )
     return out
 
@@ -163,8 +221,9 @@ def pair_scores(queries: sp.csr_matrix, docs: sp.csr_matrix, q_rows: np.ndarray,
 class ExactIndex:
     """Exact top-k inner-product search over a canonical CSR document matrix `[n_docs, dim]`.
 
-    Only documents sharing at least one term with the query are scored and returned, so a query
-    with no matching term gets no results. Ties are broken by the lower document row.
+    Only documents with a non-zero score are returned (with non-negative weights: those sharing a
+    term with the query), so a query with no matching term gets no results. Ties are broken by
+    the lower document row.
     """
 
     name = "exact"
@@ -177,15 +236,30 @@ class ExactIndex:
         began = time.perf_counter()
         csc = docs.tocsc()
         csc.sort_indices()
-        self.offsets = csc.indptr.astype(np.int64)
-        self.doc_ids = csc.indices.astype(np.int32)
-        self.weights = csc.data.astype(np.float32)
+        df = np.diff(csc.indptr)
+        frequent = np.flatnonzero(df * DENSE_TERM_FRACTION > self.n_docs)
+        #: `[dim]` row of each term in `dense`, -1 for terms kept as posting lists.
+        self.dense_row = np.full(self.dim, -1, dtype=np.int32)
+        self.dense_row[frequent] = np.arange(len(frequent), dtype=np.int32)
+        #: `[n_frequent_terms, n_docs]` weights of the frequent terms.
+        self.dense = np.zeros((len(frequent), self.n_docs), dtype=np.float32)
+        for row, term in enumerate(frequent):
+            span = slice(csc.indptr[term], csc.indptr[term + 1])
+            self.dense[row, csc.indices[span]] = csc.data[span]
+        kept_df = np.where(self.dense_row >= 0, 0, df)
+        self.offsets = np.zeros(self.dim + 1, dtype=np.int64)
+        np.cumsum(kept_df, out=self.offsets[1:])
+        keep = np.repeat(self.dense_row < 0, df)
+        self.doc_ids = csc.indices[keep].astype(np.int32)
+        self.weights = csc.data[keep].astype(np.float32)
         self.build_seconds = time.perf_counter() - began
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the postings (ids, weights) and the per-term offsets."""
-        return self.offsets.nbytes + self.doc_ids.nbytes + self.weights.nbytes
+        """Bytes held by the posting lists, the dense rows and the per-term maps."""
+        return sum(
+            a.nbytes for a in (self.offsets, self.doc_ids, self.weights, self.dense_row, self.dense)
+        )
 
     def search(self, queries: sp.csr_matrix, k: int) -> TopK:
         """Top-k documents of every query row of `queries` `[n_queries, dim]` (canonical CSR)."""
@@ -204,10 +278,19 @@ class ExactIndex:
             for start in range(0, n_queries, QUERY_BATCH):
                 batch = queries[start : start + QUERY_BATCH]
                 _search_kernel(
-                    batch.indptr, batch.indices, batch.data,
-                    self.offsets, self.doc_ids, self.weights, self.n_docs, k,
+                    batch.indptr,
+                    batch.indices,
+                    batch.data,
+                    self.offsets,
+                    self.doc_ids,
+                    self.weights,
+                    self.dense_row,
+                    self.dense,
+                    self.n_docs,
+                    k,
                     max(1, min(threads, batch.shape[0])),
-                    doc_idx[start : start + QUERY_BATCH], scores[start : start + QUERY_BATCH],
+                    doc_idx[start : start + QUERY_BATCH],
+                    scores[start : start + QUERY_BATCH],
                 )
         finally:
             numba.set_num_threads(previous)

@@ -51,20 +51,26 @@ def is_reranking(task_metadata: TaskMetadata) -> bool:
     return "Reranking" in task_metadata.type
 
 
-def topk_to_results(top: TopK, query_ids: Sequence[str], doc_ids: Sequence[str]) -> RetrievalOutputType:
+def topk_to_results(
+    top: TopK, query_ids: Sequence[str], doc_ids: Sequence[str]
+) -> RetrievalOutputType:
     """mteb's output `{query_id: {doc_id: score}}` from `[n_queries, k]` results; every id present."""
     results: RetrievalOutputType = {}
     for row, qid in enumerate(query_ids):
         hits = top.doc_idx[row]
         n = int(np.count_nonzero(hits >= 0))
-        results[qid] = {doc_ids[d]: float(s) for d, s in zip(hits[:n], top.scores[row, :n], strict=True)}
+        results[qid] = {
+            doc_ids[d]: float(s) for d, s in zip(hits[:n], top.scores[row, :n], strict=True)
+        }
     return results
 
 
 def recall_vs(reference: TopK, approx: TopK, depth: int) -> float:
-    """Mean |approx top-depth ∩ reference top-depth| / |reference top-depth| over queries with hits."""
+    """Mean |approx ∩ reference| / |reference| of the top-`depth` lists, over queries with hits."""
     values = []
-    for ref_row, app_row in zip(reference.doc_idx[:, :depth], approx.doc_idx[:, :depth], strict=True):
+    for ref_row, app_row in zip(
+        reference.doc_idx[:, :depth], approx.doc_idx[:, :depth], strict=True
+    ):
         ref = set(ref_row[ref_row >= 0].tolist())
         if ref:
             values.append(len(ref & set(app_row[app_row >= 0].tolist())) / len(ref))
@@ -126,7 +132,9 @@ class SparseSearchModel:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         similarity = getattr(encoder, "similarity_fn_name", "dot")
         if similarity != "dot":
-            raise ValueError(f"sparse search scores by dot product; the encoder uses {similarity!r}")
+            raise ValueError(
+                f"sparse search scores by dot product; the encoder uses {similarity!r}"
+            )
         self.encoder = encoder
         self._dim: int | None = None
         self._meta = meta
@@ -154,17 +162,23 @@ class SparseSearchModel:
         """
         if self._dim is None:
             probe = self.encoder.encode_document(
-                ["dimension probe"], convert_to_tensor=True, convert_to_sparse_tensor=True,
-                save_to_cpu=True, show_progress_bar=False,
+                ["dimension probe"],
+                convert_to_tensor=True,
+                convert_to_sparse_tensor=True,
+                save_to_cpu=True,
+                show_progress_bar=False,
             )
             self._dim = int(probe.shape[-1])
         return self._dim
 
     def identity(self) -> dict[str, Any]:
-        """What makes two encodings interchangeable: name without top-k, revision, weights sample."""
+        """What makes two encodings interchangeable: name minus top-k, revision, weights sample."""
         if self._identity is None:
+            name = self._meta.name or ""
+            # The runner names approximate-search variants `<name>-<backend>`: same encodings.
+            name = name.removesuffix(f"-{self.backend.name}")
             self._identity = {
-                "name": name_without_top_k(self._meta.name or "", self.top_k_query, self.top_k_document),
+                "name": name_without_top_k(name, self.top_k_query, self.top_k_document),
                 "revision": self._meta.revision,
                 "encoder": encoder_fingerprint(self.encoder),
                 "max_seq_length": getattr(self.encoder, "max_seq_length", None),
@@ -190,29 +204,46 @@ class SparseSearchModel:
         key = None
         if self.cache is not None:
             key = self.cache.key(
-                identity=self.identity(), task=task_name, subset=subset, split=split, side=side,
-                content=content_hash(ids, texts), dim=self.dim,
+                identity=self.identity(),
+                task=task_name,
+                subset=subset,
+                split=split,
+                side=side,
+                content=content_hash(ids, texts),
+                dim=self.dim,
             )
             hit = self.cache.load(key, len(texts), self.dim)
             if hit is not None:
                 logger.info("%s %s/%s %ss: cached encodings", task_name, subset, split, side)
                 return hit, True
         encoded = encode_to_csr(
-            fn, self._count_tokens, texts, self.dim,
-            batch_size=self.batch_size, show_progress=self.show_progress,
+            fn,
+            self._count_tokens,
+            texts,
+            self.dim,
+            batch_size=self.batch_size,
+            show_progress=self.show_progress,
             desc=f"Encoding {side}s ({task_name} {subset}/{split})",
         )
         if self.cache is not None and key is not None:
             self.cache.save(
-                key, encoded,
-                {"model": self._meta.name, "task": task_name, "subset": subset, "split": split, "side": side},
+                key,
+                encoded,
+                {
+                    "model": self._meta.name,
+                    "task": task_name,
+                    "subset": subset,
+                    "split": split,
+                    "side": side,
+                },
             )
         return encoded, False
 
-    def _side(
-        self, side: str, dataset: Any, prompt_type: PromptType, top_k: int,
-        task_name: str, subset: str, split: str,
-    ) -> _Side:
+    def _side(self, side: str, dataset: Any, task_name: str, subset: str, split: str) -> _Side:
+        if side not in ("query", "document"):
+            raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+        prompt_type = PromptType.query if side == "query" else PromptType.document
+        top_k = self.top_k_query if side == "query" else self.top_k_document
         ids = [str(i) for i in dataset["id"]]
         texts = _retrieval_texts(dataset, prompt_type)
         encoded, from_cache = self._encode(side, ids, texts, task_name, subset, split)
@@ -221,6 +252,15 @@ class SparseSearchModel:
             top_k_rows(encoded.matrix, top_k),
             stats.encode_summary(len(ids), encoded.n_tokens, encoded.seconds, from_cache),
         )
+
+    def encodings(
+        self, dataset: Any, side: str, *, task_name: str, subset: str, split: str
+    ) -> sp.csr_matrix:
+        """The vectors `search` uses for an mteb corpus or query dataset: `[n_rows, dim]` CSR, top-k applied.
+
+        Goes through the encoding cache, so after a run it costs no encoding.
+        """
+        return self._side(side, dataset, task_name, subset, split).matrix
 
     def index(
         self,
@@ -237,10 +277,7 @@ class SparseSearchModel:
 
         Reranking tasks only need the document vectors, so no inverted index is built for them.
         """
-        docs = self._side(
-            "document", corpus, PromptType.document, self.top_k_document,
-            task_metadata.name, hf_subset, hf_split,
-        )
+        docs = self._side("document", corpus, task_metadata.name, hf_subset, hf_split)
         index = None if is_reranking(task_metadata) else self.backend.build(docs.matrix)
         self._indexed = _Indexed(task_metadata.name, hf_subset, hf_split, docs, index)
 
@@ -262,7 +299,7 @@ class SparseSearchModel:
         where = (task_metadata.name, hf_subset, hf_split)
         if state is None or (state.task_name, state.subset, state.split) != where:
             raise RuntimeError(f"search() for {where} called before index() for it")
-        q = self._side("query", queries, PromptType.query, self.top_k_query, *where)
+        q = self._side("query", queries, *where)
         entry: dict[str, Any] = {}
         began = time.perf_counter()
         if top_ranked is not None:
@@ -276,8 +313,11 @@ class SparseSearchModel:
             search_seconds = time.perf_counter() - began
             results = topk_to_results(top, q.ids, state.docs.ids)
             entry.update(
-                mode="full", backend=self.backend.name, backend_params=self.backend.params,
-                index_bytes=state.index.nbytes, index_build_seconds=state.index.build_seconds,
+                mode="full",
+                backend=self.backend.name,
+                backend_params=self.backend.params,
+                index_bytes=state.index.nbytes,
+                index_build_seconds=state.index.build_seconds,
             )
             if self.backend.name == "seismic" and self.backend.params["recall_vs_exact"]:
                 exact = ExactIndex(state.docs.matrix, num_threads=0).search(q.matrix, RECALL_DEPTH)
@@ -286,10 +326,15 @@ class SparseSearchModel:
         assert not missing, f"query ids missing from the search output: {sorted(missing)[:5]}"
         if self.stats_dir is not None:
             entry.update(
-                subset=hf_subset, split=hf_split, model=self._meta.name,
+                subset=hf_subset,
+                split=hf_split,
+                model=self._meta.name,
                 top_k={"query": self.top_k_query, "document": self.top_k_document},
-                n_documents=len(state.docs.ids), n_queries=len(q.ids), dim=self.dim,
-                avg_nnz_query=stats.avg_nnz(q.matrix), avg_nnz_document=stats.avg_nnz(state.docs.matrix),
+                n_documents=len(state.docs.ids),
+                n_queries=len(q.ids),
+                dim=self.dim,
+                avg_nnz_query=stats.avg_nnz(q.matrix),
+                avg_nnz_document=stats.avg_nnz(state.docs.matrix),
                 flops=stats.flops(q.matrix, state.docs.matrix),
                 encode={"documents": state.docs.encode, "queries": q.encode},
                 search_seconds=search_seconds,
@@ -310,7 +355,9 @@ class SparseSearchModel:
         for q_row, qid in enumerate(q.ids):
             for doc_id in top_ranked.get(qid, ()):
                 if doc_id not in row_of:
-                    raise ValueError(f"top_ranked candidate {doc_id!r} of query {qid!r} is not in the corpus")
+                    raise ValueError(
+                        f"top_ranked candidate {doc_id!r} of query {qid!r} is not in the corpus"
+                    )
                 q_rows.append(q_row)
                 d_rows.append(row_of[doc_id])
         scores = pair_scores(q.matrix, docs.matrix, np.array(q_rows), np.array(d_rows))

@@ -110,7 +110,7 @@ class SeismicIndex:
         return int(match.group(1))
 
     def search(self, queries: sp.csr_matrix, k: int) -> TopK:
-        """Approximate top-k of every query row of `queries` `[n_queries, dim]`; empty rows get none."""
+        """Approximate top-k of every query row of `queries` `[n_queries, dim]` (empty rows: none)."""
         if queries.shape[1] != self.dim:
             raise ValueError(f"query dim {queries.shape[1]} != index dim {self.dim}")
         if k < 1:

@@ -55,7 +55,9 @@ def write_entry(stats_dir: Path, task_name: str, entry: Mapping[str, Any]) -> Pa
         try:
             payload = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); remove it to start afresh") from err
+            raise ValueError(
+                f"{path} is not valid JSON ({err}); remove it to start afresh"
+            ) from err
     kept = [
         e
         for e in payload.get("entries", [])
