@@ -42,7 +42,7 @@ mmteb:
 
 # Top-k ablation (paper Table 3 rows) from one set of cached, uncapped encodings.
 sweep-topk:
-	$(PY) -m harness -m model=$(if $(filter command line,$(origin MODEL)),$(MODEL),splare_tiny) benchmark=$(BENCHMARK) search=$(SEARCH) +top_k=10_100,20_200,40_400,nocap $(ARGS)
+	$(PY) -m harness -m model=$(if $(filter command line,$(origin MODEL)),$(MODEL),splare_tiny) benchmark=$(BENCHMARK) search=$(SEARCH) +top_k=q10_d100,q20_d200,q40_d400,nocap $(ARGS)
 
 tasks:
 	$(PY) -m harness.tasks benchmark=$(BENCHMARK) $(ARGS)

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("model", "benchmark", "search")
-OPTIONAL_GROUPS = ("top_k",)  # no default: added with `+top_k=10_100`
+OPTIONAL_GROUPS = ("top_k",)  # no default: added with `+top_k=q10_d100`
 
 
 def group_options(group: str) -> list[str]:

@@ -22,12 +22,12 @@ def test_every_shipped_config_composes(group, option):
         assert node.mteb_benchmark or node.local_tasks or node.data_tasks or node.beir_folders
 
 
-@pytest.mark.parametrize("option,expected", [("10_100", (10, 100)), ("nocap", (0, 0))])
+@pytest.mark.parametrize("option,expected", [("q10_d100", (10, 100)), ("nocap", (0, 0))])
 def test_top_k_ablation_group_overrides_the_model(option, expected):
     cfg = compose_config(["model=splare7b", f"+top_k={option}"])
     assert (cfg.model.top_k.query, cfg.model.top_k.document) == expected
-    with pytest.raises(ValueError, match="unknown top_k '5_50'"):
-        compose_config(["model=splare7b", "+top_k=5_50"])
+    with pytest.raises(ValueError, match="unknown top_k 'q5_d50'"):
+        compose_config(["model=splare7b", "+top_k=q5_d50"])
 
 
 def test_each_group_has_options():
