@@ -22,13 +22,14 @@ from harness.paths import REPO_ROOT, shared_data_root
 pytestmark = pytest.mark.skipif(shared_data_root() is None, reason="needs ../shared/datasets")
 
 TASKS = ["LocalCranfield", "LocalXQuADRetrieval"]
-SLICED = {name: f"{name} (slice_25q_seed0)" for name in TASKS}  # result names of the slices
+SLICED = {name: f"{name} (slice_25q_seed0_120d)" for name in TASKS}  # result names of the slices
 
 
 def harness_cmd(results: Path, cache: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "harness", "model=splade_tiny", "benchmark=local_real",
-        f"run.tasks=[{','.join(TASKS)}]", "benchmark.slice_queries=25", "benchmark.slice_docs=120",
+        "benchmark.data_tasks=[LocalCranfield,{name:LocalXQuADRetrieval,subsets:[en,de-en]}]",
+        "benchmark.slice_queries=25", "benchmark.slice_docs=120",
         f"run.results_dir={results}", f"run.cache_dir={cache}", "run.show_progress=false",
         f"hydra.run.dir={results}/hydra", *extra,
     ]
