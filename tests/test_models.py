@@ -23,15 +23,9 @@ from sae_lens import (
     TopKSAEConfig,
 )
 from sae_lens.saes.sae import SAEMetadata
-from tokenizers import Tokenizer, pre_tokenizers, processors
-from tokenizers import models as tok_models
+from tiny_models import save_tiny_lm, save_word_tokenizer
 from transformers import (
     AutoModelForCausalLM,
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,
 )
 
 import models
@@ -60,43 +54,8 @@ def _offline(monkeypatch):
     offline.hub_reachable.cache_clear()
 
 
-def _save_tokenizer(folder: Path) -> None:
-    vocab = {t: i for i, t in enumerate(["<pad>", "<bos>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(tok_models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", 1)]
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-    ).save_pretrained(folder)
-
-
 def _save_lm(folder: Path, arch: str) -> Path:
-    torch.manual_seed(0)
-    common = {
-        "vocab_size": len(WORDS) + 4,
-        "hidden_size": HIDDEN,
-        "intermediate_size": 64,
-        "num_hidden_layers": N_LAYERS,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "max_position_embeddings": 64,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-        "pad_token_id": 0,
-    }
-    if arch == "gemma":
-        model = Gemma3ForCausalLM(Gemma3TextConfig(head_dim=16, sliding_window=4, **common))
-    else:
-        model = LlamaForCausalLM(LlamaConfig(tie_word_embeddings=False, **common))
-    model.save_pretrained(folder)
-    _save_tokenizer(folder)
-    return folder
+    return save_tiny_lm(folder, WORDS, arch=arch, hidden=HIDDEN, n_layers=N_LAYERS)
 
 
 @pytest.fixture(scope="module")
@@ -361,7 +320,7 @@ def test_mlm_splade_builds_from_a_local_folder(tmp_path):
         max_position_embeddings=64,
     )
     BertForMaskedLM(config).save_pretrained(tmp_path / "mlm")
-    _save_tokenizer(tmp_path / "mlm")
+    save_word_tokenizer(tmp_path / "mlm", WORDS)
     cfg = _cfg("splade_mlm", tmp_path / "mlm", backbone={"layer": None, "max_length": 16})
     encoder = models.build_encoder(cfg)
     assert encoder.max_seq_length == 16

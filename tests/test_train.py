@@ -17,9 +17,7 @@ from omegaconf import OmegaConf
 from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from sentence_transformers.base.data_collator import BaseDataCollator
-from tokenizers import Tokenizer, pre_tokenizers, processors
-from tokenizers import models as tok_models
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+from tiny_models import save_tiny_lm
 
 import models
 from harness import offline
@@ -66,21 +64,7 @@ def _offline(monkeypatch):
 
 
 def _save_tiny_gemma(folder: Path) -> Path:
-    torch.manual_seed(0)
-    vocab = {t: i for i, t in enumerate(["<pad>", "<bos>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(tok_models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    config = Gemma3TextConfig(
-        vocab_size=len(vocab), hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=N_LAYERS,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=4,
-        max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-    )
-    Gemma3ForCausalLM(config).save_pretrained(folder)
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
-    ).save_pretrained(folder)
-    return folder
+    return save_tiny_lm(folder, WORDS, arch="gemma", hidden=HIDDEN, n_layers=N_LAYERS)
 
 
 def _save_tiny_sae(folder: Path) -> Path:
