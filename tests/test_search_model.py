@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
-import re
 from pathlib import Path
 
 import mteb
@@ -26,6 +25,7 @@ from mteb.types import PromptType
 
 from harness.paths import shared_data_root
 from harness.search import SparseSearchModel
+from harness.tasks.local_sources import parse_smart
 
 CRANFIELD = (shared_data_root() or Path("/nonexistent")) / "cranfield"
 N_DOCS = 150
@@ -36,20 +36,8 @@ pytestmark = pytest.mark.skipif(not CRANFIELD.is_dir(), reason="shared Cranfield
 
 
 def _smart_records(path: Path) -> list[dict[str, str]]:
-    """SMART records (`.I id` then `.T/.A/.B/.W` fields) as dicts of field letter -> text."""
-    records: list[dict[str, str]] = []
-    field = None
-    for line in path.read_text().splitlines():
-        m = re.match(r"^\.([ITABW])\b\s*(.*)$", line)
-        if m and m.group(1) == "I":
-            records.append({"I": m.group(2).strip()})
-            field = None
-        elif m:
-            field = m.group(1)
-            records[-1][field] = ""
-        elif field:
-            records[-1][field] += line.strip() + " "
-    return records
+    """SMART records as dicts of field letter -> text, read by the harness's own parser."""
+    return [{"I": rid, **fields} for _, rid, fields in parse_smart(path)]
 
 
 def cranfield_slice() -> tuple[list[dict], list[dict], dict[str, dict[str, int]]]:
