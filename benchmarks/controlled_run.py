@@ -7,27 +7,34 @@ the embedded Gemma-3-270M at layer 9), with the harness CLIs in subprocesses:
 2. train:  `python -m harness.train model=<m> data=embedded_pairs <train overrides>`;
 3. after:  step 1 again with `model.backbone.adapter=<adapter folder>`.
 
-Writes `<out>/controlled_run.md` and `.json`: main score per task before/after, training time, last
-logged loss / FLOPS / L0, and every command as run. Defaults aim at 2 CPU cores in about an hour:
-the vocabulary head (262k-wide LM head) trains at ~85 s per step of 8 pairs x 64 tokens on a
-busy 2-core machine and evaluates the embedded benchmark (~40k tokens) in minutes, the SAE head
-is several times faster; scale `--steps`/`--batch-size` up on a GPU.
+Writes `<out>/controlled_run.json`, `controlled_run.md` (main score per task before/after with
+deltas and means; training time, loss / L0 / FLOPS trends; every command as run) and two figures
+(`controlled_scores.png`, `controlled_training.png`). Defaults fit 2 idle CPU cores in under an
+hour: the vocabulary head (262k-wide LM head) trains at ~25 s per step of 8 pairs x 64 tokens and
+encodes ~126 tok/s (SAE head: ~2.5 s per step, ~836 tok/s; results/bench/encode.md), and the
+`controlled` benchmark holds ~96k tokens at eval max length 256. Scale `--steps`/`--batch-size`
+up on a GPU.
 
-    PYTHONPATH=. python benchmarks/controlled_run.py [--steps 20] [--batch-size 8] [--max-length 64]
-        [--benchmark embedded] [--tasks T ...] [--models splare_tiny splade_tiny_llm] [--dry-run]
+    PYTHONPATH=. python benchmarks/controlled_run.py [--steps 40] [--batch-size 8] [--max-length 64]
+        [--benchmark controlled] [--tasks T ...] [--models splare_tiny splade_tiny_llm] [--dry-run]
+    PYTHONPATH=. python benchmarks/controlled_run.py --report-only --out <folder of a finished run>
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from harness.paths import REPO_ROOT
+from harness.results import git_revision
 
 MODELS = ("splare_tiny", "splade_tiny_llm")
 
@@ -70,13 +77,6 @@ def read_scores(results: Path) -> dict[str, float]:
     return scores
 
 
-def last_log(adapter: Path) -> dict[str, Any]:
-    """The last training log line carrying a loss (loss, FLOPS, L0 of queries and documents)."""
-    lines = [json.loads(line) for line in (adapter / "train_log.jsonl").read_text().splitlines()]
-    with_loss = [line for line in lines if "loss" in line]
-    return with_loss[-1] if with_loss else {}
-
-
 def run(command: list[str], dry_run: bool, log: Path) -> float:
     """Run `command` from the repository root, tee-ing output to `log`; returns seconds."""
     print("$ python", " ".join(command[1:]), flush=True)
@@ -91,49 +91,126 @@ def run(command: list[str], dry_run: bool, log: Path) -> float:
     return time.time() - start
 
 
-def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    """Markdown report: one line per (model, task), scores before/after, training figures."""
+def _score(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _delta(before: float | None, after: float | None) -> str:
+    return "" if before is None or after is None else f"{after - before:+.4f}"
+
+
+def _window_mean(lines: list[dict[str, Any]], key: str, first: bool) -> float | None:
+    """Mean of `key` over the first (or last) quarter of the logging steps (at least one)."""
+    values = [line[key] for line in lines if key in line]
+    if not values:
+        return None
+    n = max(1, len(values) // 4)
+    chunk = values[:n] if first else values[-n:]
+    return sum(chunk) / len(chunk)
+
+
+def _trend(lines: list[dict[str, Any]], key: str) -> str:
+    """`first -> last` quarter means of a logged value, 4 significant digits."""
+    first, last = _window_mean(lines, key, True), _window_mean(lines, key, False)
+    return "" if first is None or last is None else f"{first:.4g} -> {last:.4g}"
+
+
+def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], figures: list[Any]) -> str:
+    """Markdown report: scores before/after per task and model (with means), then training figures."""
+    args, rows = record["args"], record["rows"]
+    models = [row["model"] for row in rows]
+    tasks = sorted({t for row in rows for t in (*row["before"], *row["after"])})
+    header = " | ".join(f"{m} before | after | delta" for m in models)
     lines = [
         "# Controlled run: SAE latents vs vocabulary head, same recipe",
         "",
+        f"Measured by this harness on {record['machine']} ({record['date']}, git {record['git']}):",
+        "",
+        f"    {record['command']}",
+        "",
         (
-            f"Data `{args.data}`, {args.steps} steps x batch {args.batch_size}, max length {args.max_length} "
-            f"(train) / {args.eval_max_length or 'model config'} (eval), lr {args.lr}, seed {args.seed}; "
-            f"benchmark `{args.benchmark}`."
+            f"Every model is trained with the same data (`{args['data']}`), {args['steps']} steps x batch "
+            f"{args['batch_size']}, max length {args['max_length']}, lr {args['lr']}, seed {args['seed']} and the "
+            "same loss (in-batch contrastive + FLOPS, lambda 1e-4 with quadratic warm-up); only the head "
+            "and its paper temperature tau differ. Evaluated with the harness on benchmark "
+            f"`{args['benchmark']}` (eval max length {args['eval_max_length']}), before (zero-shot) and "
+            "after training, nDCG@10 (mteb main score)."
         ),
         "",
-        "| model | task | before | after | train s | loss | query L0 | doc L0 | doc FLOPS |",
+        f"| task | {header} |",
+        "|---|" + "---|---|---|" * len(models),
+    ]
+    for task in tasks:
+        cells = []
+        for row in rows:
+            before, after = row["before"].get(task), row["after"].get(task)
+            cells += [_score(before), _score(after), _delta(before, after)]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    means = []
+    for row in rows:
+        common = [t for t in tasks if t in row["before"] and t in row["after"]]
+        before = sum(row["before"][t] for t in common) / len(common) if common else None
+        after = sum(row["after"][t] for t in common) / len(common) if common else None
+        means += [_score(before), _score(after), _delta(before, after)]
+    lines += ["| **mean** | " + " | ".join(means) + " |", ""]
+    lines += [
+        "## Training",
+        "",
+        (
+            "| model | tau | train s | eval s (before / after) | ranking loss, first -> last quarter | "
+            "query L0 | document L0 | query FLOPS | document FLOPS |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        log = row["last_log"]
-        for task in sorted(set(row["before"]) | set(row["after"])):
-            before, after = row["before"].get(task), row["after"].get(task)
-            lines.append(
-                f"| {row['model']} | {task} | {before if before is None else f'{before:.4f}'} | "
-                f"{after if after is None else f'{after:.4f}'} | {row['train_seconds']:.0f} | "
-                f"{log.get('loss', '')} | {log.get('query_l0', '')} | {log.get('document_l0', '')} | "
-                f"{log.get('document_flops', '')} |"
-            )
-    lines += ["", "Commands:", "", *[f"    {c}" for row in rows for c in row["commands"]], ""]
+        log = logs.get(row["model"], [])
+        trends = " | ".join(_trend(log, key) for key in ("base_loss", "query_l0", "document_l0",
+                                                          "query_flops", "document_flops"))
+        lines.append(
+            f"| {row['model']} | {row.get('temperature', '')} | {row['train_seconds']:.0f} | "
+            f"{row['eval_seconds'][0]:.0f} / {row['eval_seconds'][1]:.0f} | {trends} |"
+        )
+    lines += ["", "L0 and FLOPS are of the uncapped pooled training vectors (top-k applies at inference).", ""]
+    for figure in figures:
+        lines += [f"![{figure.caption}]({figure.png.name})", "", f"*{figure.caption}*", ""]
+    lines += ["## Commands", "", *[f"    {c}" for row in rows for c in row["commands"]], ""]
     return "\n".join(lines)
+
+
+def write_report(out: Path) -> str:
+    """Figures and `controlled_run.md` from `<out>/controlled_run.json` and the adapters' training logs."""
+    from harness.reports.training import plot_before_after, plot_training_curves, read_train_log
+
+    record = json.loads((out / "controlled_run.json").read_text(encoding="utf-8"))
+    logs = {row["model"]: read_train_log(out / row["adapter"]) for row in record["rows"]}
+    scores = {row["model"]: {"before": row["before"], "after": row["after"]} for row in record["rows"]}
+    figures = [f for f in (plot_before_after(scores, out), plot_training_curves(logs, out)) if f is not None]
+    report = render(record, logs, figures)
+    (out / "controlled_run.md").write_text(report, encoding="utf-8")
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--data", default="embedded_pairs")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--benchmark", default="embedded")
+    parser.add_argument("--benchmark", default="controlled")
     parser.add_argument("--tasks", nargs="*", default=[], help="run.tasks filter (default: every task)")
-    parser.add_argument("--eval-max-length", type=int, default=None, help="default: the model config's")
+    parser.add_argument("--eval-max-length", type=int, default=256, help="0: the model config's")
     parser.add_argument("--out", type=Path, default=None, help="default results/controlled/<timestamp>")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report of an existing --out")
     args = parser.parse_args(argv)
+    if args.report_only:
+        if args.out is None:
+            parser.error("--report-only needs --out <folder of a finished run>")
+        print(write_report(args.out.resolve()))
+        return 0
     out = (args.out or REPO_ROOT / "results" / "controlled" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -145,20 +222,31 @@ def main(argv: list[str] | None = None) -> int:
                     eval_command(args, model, after, adapter)]
         seconds = [run(c, args.dry_run, out / f"{model}_{stage}.log")
                    for c, stage in zip(commands, ("before", "train", "after"), strict=True)]
+        if args.dry_run:
+            continue
+        summary = json.loads((adapter / "train_summary.json").read_text(encoding="utf-8"))
         rows.append({
             "model": model,
-            "before": {} if args.dry_run else read_scores(before),
-            "after": {} if args.dry_run else read_scores(after),
+            "adapter": adapter.name,
+            "temperature": summary.get("temperature"),
+            "before": read_scores(before),
+            "after": read_scores(after),
             "train_seconds": seconds[1],
             "eval_seconds": [seconds[0], seconds[2]],
-            "last_log": {} if args.dry_run else last_log(adapter),
             "commands": [" ".join(["python", *c[1:]]) for c in commands],
         })
-    (out / "controlled_run.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                         "rows": rows}, indent=2))
-    report = render(rows, args)
-    (out / "controlled_run.md").write_text(report, encoding="utf-8")
-    print(report)
+    if args.dry_run:
+        return 0
+    record = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "command": "python benchmarks/controlled_run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {version('torch')}",
+        "date": time.strftime("%Y-%m-%d"),
+        "git": git_revision() or "unknown",
+        "rows": rows,
+    }
+    (out / "controlled_run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    print(write_report(out))
     return 0
 
 

@@ -33,7 +33,7 @@ class Figure:
     pdf: Path
 
 
-def _save(fig: plt.Figure, folder: Path, stem: str, caption: str) -> Figure:
+def save_figure(fig: plt.Figure, folder: Path, stem: str, caption: str) -> Figure:
     folder.mkdir(parents=True, exist_ok=True)
     png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
     fig.tight_layout()
@@ -60,7 +60,7 @@ def _plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def _style(i: int) -> dict:
+def series_style(i: int) -> dict:
     """Distinct colour/marker for series i (20 colours x 4 markers)."""
     return {"color": plt.get_cmap("tab20")(i % 20), "marker": "osD^"[(i // 20) % 4]}
 
@@ -101,7 +101,7 @@ def plot_latent_vs_vocab_tasks(runs: Sequence[ModelRun], reference: pd.DataFrame
         common = sorted(set(lat.results) & set(voc.results))
         xs = [task_score(voc.results[t], "main_score") for t in common]
         ys = [task_score(lat.results[t], "main_score") for t in common]
-        ax.scatter(xs, ys, label=f"measured: {lat.label} vs {voc.label}", **_style(i))
+        ax.scatter(xs, ys, label=f"measured: {lat.label} vs {voc.label}", **series_style(i))
         values += [v for v in xs + ys if v is not None]
     _diagonal(ax, values)
     ax.set_xlabel("vocabulary head (SPLADE): nDCG@10 per task")
@@ -110,7 +110,7 @@ def plot_latent_vs_vocab_tasks(runs: Sequence[ModelRun], reference: pd.DataFrame
     _legend(ax, len(pairs) + 2)
     caption = (f"Per task, paired: {len(pairs)} measured latent/vocabulary pair(s) (same backbone and "
                "top-k) and the paper's Tables 6/7 (grey). Above the diagonal: the latent head wins.")
-    return _save(fig, folder, "latent_vs_vocab_tasks", caption)
+    return save_figure(fig, folder, "latent_vs_vocab_tasks", caption)
 
 
 def plot_latent_vs_vocab_languages(runs: Sequence[ModelRun], folder: Path) -> Figure | None:
@@ -126,7 +126,7 @@ def plot_latent_vs_vocab_languages(runs: Sequence[ModelRun], folder: Path) -> Fi
             if len(langs) < 2:
                 continue
             xs, ys = [b[g] for g in langs], [a[g] for g in langs]
-            ax.scatter(xs, ys, label=f"{task}: {lat.label} vs {voc.label}", **_style(drawn))
+            ax.scatter(xs, ys, label=f"{task}: {lat.label} vs {voc.label}", **series_style(drawn))
             for g, x, y in zip(langs, xs, ys):
                 ax.annotate(g, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             values += xs + ys
@@ -139,7 +139,7 @@ def plot_latent_vs_vocab_languages(runs: Sequence[ModelRun], folder: Path) -> Fi
     ax.set_ylabel("latent head: main score per language")
     ax.set_title("Latent vs vocabulary head, per language")
     _legend(ax, drawn + 1)
-    return _save(fig, folder, "latent_vs_vocab_languages",
+    return save_figure(fig, folder, "latent_vs_vocab_languages",
                  "Per language (hf_subset), paired runs with the same backbone and top-k; measured only.")
 
 
@@ -201,7 +201,7 @@ def plot_topk(runs: Sequence[ModelRun], reference: pd.DataFrame, folder: Path) -
     ax.set_ylabel("mean nDCG@10")
     ax.set_title("Effectiveness vs document top-k pooling")
     _legend(ax, len(groups) + 2)
-    return _save(fig, folder, "ndcg_vs_topk",
+    return save_figure(fig, folder, "ndcg_vs_topk",
                  f"Mean nDCG@10 vs document top-k: {len(groups)} measured family(ies) (solid; mean over the "
                  "tasks all its variants share) and the paper's Table 3 SPLARE-7B averages (dashed).")
 
@@ -230,7 +230,7 @@ def plot_efficiency(runs: Sequence[ModelRun], folder: Path) -> Figure | None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, (key, label) in zip(axes, panels):
         for i, (run, xs, ys) in enumerate(data[key]):
-            ax.scatter(xs, ys, label=run.label, **_style(i))
+            ax.scatter(xs, ys, label=run.label, **series_style(i))
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis)
         ax.set_xlabel(label)
@@ -238,7 +238,7 @@ def plot_efficiency(runs: Sequence[ModelRun], folder: Path) -> Figure | None:
     axes[0].set_ylabel("nDCG@10 (per task)")
     fig.suptitle("Effectiveness vs sparsity")
     _legend(axes[0], max(len(d) for d in data.values()))
-    return _save(fig, folder, "ndcg_vs_sparsity",
+    return save_figure(fig, folder, "ndcg_vs_sparsity",
                  "One point per (model, task) from `<Task>.efficiency.json` (subset/split means).")
 
 
@@ -250,7 +250,7 @@ def plot_latency(runs: Sequence[ModelRun], folder: Path) -> Figure | None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, (run, xs, ys) in enumerate(data):
         backends = {str(run.efficiency[t].get("backend", "?")) for t in run.efficiency}
-        ax.scatter(xs, ys, label=f"{run.label} [{', '.join(sorted(backends))}]", **_style(i))
+        ax.scatter(xs, ys, label=f"{run.label} [{', '.join(sorted(backends))}]", **series_style(i))
     ax.set_xscale("log")
     _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("search time per query (ms, inference excluded)")
@@ -258,7 +258,7 @@ def plot_latency(runs: Sequence[ModelRun], folder: Path) -> Figure | None:
     ax.set_title("Effectiveness vs search latency")
     ax.grid(alpha=0.3)
     _legend(ax, len(data))
-    return _save(fig, folder, "ndcg_vs_latency",
+    return save_figure(fig, folder, "ndcg_vs_latency",
                  "One point per (model, task); search backend in brackets; as measured on this machine.")
 
 
@@ -285,5 +285,5 @@ def plot_axis_curve(runs: Sequence[ModelRun], folder: Path, axis: str) -> Figure
     ax.set_title(f"SAE {axis} ablation")
     ax.grid(alpha=0.3)
     _legend(ax, len(groups))
-    return _save(fig, folder, f"ndcg_vs_{axis}",
+    return save_figure(fig, folder, f"ndcg_vs_{axis}",
                  f"Mean over the tasks every variant of a family shares; families differ only in {axis}.")
