@@ -37,6 +37,18 @@ class TopK:
     doc_idx: np.ndarray
     scores: np.ndarray
 
+    @classmethod
+    def allocate(cls, queries: sp.csr_matrix, k: int, dim: int, n_docs: int) -> TopK:
+        """Empty results for `queries` `[n_queries, dim]` against `n_docs` documents, k capped at
+        `n_docs`; rejects a query width other than `dim` and k < 1 before any search work."""
+        if queries.shape[1] != dim:
+            raise ValueError(f"query dim {queries.shape[1]} != index dim {dim}")
+        if k < 1:
+            raise ValueError(f"top_k must be >= 1, got {k}")
+        k = min(k, max(n_docs, 1))
+        n_queries = queries.shape[0]
+        return cls(np.full((n_queries, k), -1, dtype=np.int32), np.zeros((n_queries, k), dtype=np.float32))
+
 
 @numba.njit(inline="always")
 def _worse(score_a, doc_a, score_b, doc_b):  # pragma: no cover
@@ -263,14 +275,9 @@ class ExactIndex:
 
     def search(self, queries: sp.csr_matrix, k: int) -> TopK:
         """Top-k documents of every query row of `queries` `[n_queries, dim]` (canonical CSR)."""
-        if queries.shape[1] != self.dim:
-            raise ValueError(f"query dim {queries.shape[1]} != index dim {self.dim}")
-        if k < 1:
-            raise ValueError(f"top_k must be >= 1, got {k}")
-        k = min(k, max(self.n_docs, 1))
-        n_queries = queries.shape[0]
-        doc_idx = np.full((n_queries, k), -1, dtype=np.int32)
-        scores = np.zeros((n_queries, k), dtype=np.float32)
+        result = TopK.allocate(queries, k, self.dim, self.n_docs)
+        doc_idx, scores = result.doc_idx, result.scores
+        k, n_queries = scores.shape[1], scores.shape[0]
         threads = self.num_threads or numba.config.NUMBA_NUM_THREADS
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
@@ -294,4 +301,4 @@ class ExactIndex:
                 )
         finally:
             numba.set_num_threads(previous)
-        return TopK(doc_idx, scores)
+        return result

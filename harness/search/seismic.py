@@ -111,17 +111,12 @@ class SeismicIndex:
 
     def search(self, queries: sp.csr_matrix, k: int) -> TopK:
         """Approximate top-k of every query row of `queries` `[n_queries, dim]` (empty rows: none)."""
-        if queries.shape[1] != self.dim:
-            raise ValueError(f"query dim {queries.shape[1]} != index dim {self.dim}")
-        if k < 1:
-            raise ValueError(f"top_k must be >= 1, got {k}")
-        k = min(k, max(self.n_docs, 1))
-        n_queries = queries.shape[0]
-        doc_idx = np.full((n_queries, k), -1, dtype=np.int32)
-        scores = np.zeros((n_queries, k), dtype=np.float32)
+        result = TopK.allocate(queries, k, self.dim, self.n_docs)
+        doc_idx, scores = result.doc_idx, result.scores
+        k = scores.shape[1]
         rows = np.flatnonzero(np.diff(queries.indptr))
         if self._index is None or len(rows) == 0:
-            return TopK(doc_idx, scores)
+            return result
         spans = [(queries.indptr[r], queries.indptr[r + 1]) for r in rows]
         results = self._index.batch_search(
             np.array([str(r) for r in rows], dtype=self._string),
@@ -139,4 +134,4 @@ class SeismicIndex:
             for rank, (_, score, doc) in enumerate(sorted(hits, key=lambda h: -h[1])[:k]):
                 doc_idx[row, rank] = int(doc)
                 scores[row, rank] = score
-        return TopK(doc_idx, scores)
+        return result
