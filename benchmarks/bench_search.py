@@ -15,13 +15,11 @@ Writes `results/bench/search.md` (with the line `speedup vs mteb stock: <ratio>x
 from __future__ import annotations
 
 import argparse
-import contextlib
 import heapq
 import importlib.util
 import json
 import logging
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -37,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from harness.paths import cache_dir, shared_data_root
+from harness.search.backends import SEISMIC_DEFAULTS
 from harness.search.exact import ExactIndex, TopK
 from harness.search.model import recall_vs
 
@@ -271,87 +270,16 @@ def run_backends(
 # ----------------------------------------------------------------------------- real task
 
 
-def _smart(path: Path) -> list[dict[str, str]]:
-    records: list[dict[str, str]] = []
-    field = None
-    for line in path.read_text().splitlines():
-        m = re.match(r"^\.([ITABW])\b\s*(.*)$", line)
-        if m and m.group(1) == "I":
-            records.append({"I": m.group(2).strip()})
-            field = None
-        elif m:
-            field = m.group(1)
-            records[-1][field] = ""
-        elif field:
-            records[-1][field] += line.strip() + " "
-    return records
-
-
 def cranfield_task():
-    """Cranfield (1,400 abstracts, 225 queries, graded qrels as 5 - grade) as an mteb task."""
-    from datasets import Dataset
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
-    from mteb.abstasks.task_metadata import TaskMetadata
+    """The harness's own `LocalCranfield` (1,400 abstracts, 225 queries, gain = 5 - grade)."""
+    from harness.tasks.local import get_local_task
 
     root = shared_data_root()
-    if root is None or not (root / "cranfield").is_dir():
-        raise FileNotFoundError(
-            "Cranfield not found under the shared datasets folder (set HARNESS_DATA_ROOT)"
-        )
-    root = root / "cranfield"
-    corpus = [
-        {"id": d["I"], "title": d.get("T", "").strip(), "text": d.get("W", "").strip()}
-        for d in _smart(root / "cran.all.1400")
-        if d["I"]  # the file ends with an empty `.I` record
-    ]
-    queries = {str(n): q.get("W", "").strip() for n, q in enumerate(_smart(root / "cran.qry"), 1)}
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (root / "cranqrel").read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and 1 <= int(parts[2]) <= 4:
-            qrels.setdefault(parts[0], {})[parts[1]] = 5 - int(parts[2])
-
-    class LocalCranfieldBench(AbsTaskRetrieval):
-        metadata = TaskMetadata(
-            name="LocalCranfieldBench",
-            description="Cranfield 1400",
-            type="Retrieval",
-            category="t2t",
-            modalities=["text"],
-            eval_splits=["test"],
-            eval_langs=["eng-Latn"],
-            main_score="ndcg_at_10",
-            dataset={"path": "local/cranfield", "revision": "0"},
-            reference=None,
-            date=None,
-            domains=None,
-            task_subtypes=None,
-            license=None,
-            annotations_creators=None,
-            dialect=None,
-            sample_creation=None,
-            bibtex_citation="",
-        )
-
-        def load_data(self, **kwargs) -> None:
-            self.dataset = {
-                "default": {
-                    "test": {
-                        "corpus": Dataset.from_list(corpus),
-                        "queries": Dataset.from_list(
-                            [{"id": q, "text": queries[q]} for q in sorted(qrels, key=int)]
-                        ),
-                        "relevant_docs": qrels,
-                        "top_ranked": None,
-                    }
-                }
-            }
-            self.data_loaded = True
-
-    return LocalCranfieldBench()
+    if root is None:
+        raise FileNotFoundError("Cranfield not found: no shared datasets folder (set HARNESS_DATA_ROOT)")
+    return get_local_task("LocalCranfield", root)
 
 
-@contextlib.contextmanager
 def replayed(encoder, side_vectors: dict[str, tuple[list[str], sp.csr_matrix]]):
     """Make `encoder.encode_query` / `encode_document` return precomputed vectors for known texts.
 
@@ -410,7 +338,7 @@ def real_task(top_q: int, top_d: int) -> dict[str, Any]:
         )
         evaluate(ours_model)  # encodes (or reads the cache) and loads the compiled kernels
         ours, ours_s, _ = measured(lambda: evaluate(ours_model))
-        stats = json.loads((Path(tmp) / "LocalCranfieldBench.efficiency.json").read_text())
+        stats = json.loads((Path(tmp) / f"{task.metadata.name}.efficiency.json").read_text())
         stats = stats["entries"][0]
     task.load_data()
     split = task.dataset["default"]["test"]
@@ -501,17 +429,7 @@ def main() -> None:
     print(f"synthetic data: {report['synthetic']}", flush=True)
     seismic = None
     if args.seismic:
-        seismic = {
-            "n_postings": 3500,
-            "centroid_fraction": 0.1,
-            "min_cluster_size": 2,
-            "summary_energy": 0.4,
-            "max_fraction": 1.5,
-            "doc_cut": 15,
-            "query_cut": 10,
-            "heap_factor": 0.9,
-            "num_threads": 1,
-        }
+        seismic = {k: v for k, v in SEISMIC_DEFAULTS.items() if k != "recall_vs_exact"}
     report["full"] = run_backends(docs, queries, seismic=seismic)
     print(json.dumps(report["full"], indent=1), flush=True)
     sl_docs, sl_q = docs[: args.stock_docs], queries[: args.stock_queries]

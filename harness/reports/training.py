@@ -59,7 +59,7 @@ def plot_training_curves(logs: Mapping[str, Sequence[Mapping[str, Any]]], folder
             ax.plot(steps, [line.get(key, np.nan) for line in lines], label=model, **series_style(2 * m))
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("step")
-    for ax in axes[1:]:
+    for ax in axes:  # the heads' losses and L0 differ by orders of magnitude
         ax.set_yscale("log")
     axes[0].legend(fontsize=7, frameon=False)
     caption = "Training logs (mean over each logging window); L0 = non-zero entries of the uncapped pooled vectors."
