@@ -15,6 +15,7 @@ Writes `results/bench/search.md` (with the line `speedup vs mteb stock: <ratio>x
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import importlib.util
 import json
@@ -280,6 +281,7 @@ def cranfield_task():
     return get_local_task("LocalCranfield", root)
 
 
+@contextlib.contextmanager
 def replayed(encoder, side_vectors: dict[str, tuple[list[str], sp.csr_matrix]]):
     """Make `encoder.encode_query` / `encode_document` return precomputed vectors for known texts.
 

@@ -174,8 +174,10 @@ def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], figure
     wall = sum(row["train_seconds"] + sum(row["eval_seconds"]) for row in rows)
     lines += [
         "",
-        "L0 and FLOPS are of the uncapped pooled training vectors (top-k applies at inference). "
-        f"Wall time of all {3 * len(rows)} commands: {wall / 60:.1f} min.",
+        (
+            "L0 and FLOPS are of the uncapped pooled training vectors (top-k applies at inference). "
+            f"Wall time of all {3 * len(rows)} commands: {wall / 60:.1f} min."
+        ),
         "",
     ]
     for figure in figures:
