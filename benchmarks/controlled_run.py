@@ -39,6 +39,18 @@ from harness.results import git_revision
 MODELS = ("splare_tiny", "splade_tiny_llm")
 
 
+def check_models(models: list[str]) -> None:
+    """Fail in one line, before any evaluation, on a model config that is unknown or not trainable."""
+    from harness.config import compose_config
+    from harness.train.losses import default_temperature
+
+    for model in models:
+        try:
+            default_temperature(compose_config([f"model={model}"]).model)
+        except ValueError as error:
+            raise SystemExit(f"--models {model}: {error}") from None
+
+
 def eval_command(args: argparse.Namespace, model: str, results: Path, adapter: Path | None) -> list[str]:
     """`python -m harness` for one model (optionally with an adapter) into its own results folder."""
     command = [
@@ -220,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--report-only needs --out <folder of a finished run>")
         print(write_report(args.out.resolve()))
         return 0
+    check_models(args.models)
     out = (args.out or REPO_ROOT / "results" / "controlled" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     rows = []

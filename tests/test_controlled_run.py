@@ -104,3 +104,11 @@ def test_report_matches_the_record(controlled, tmp_path: Path) -> None:
     for stem in ("controlled_scores", "controlled_training"):
         assert matplotlib.image.imread(tmp_path / f"{stem}.png").shape[0] > 100
         assert re.search(rf"\]\({stem}\.png\)", report)
+
+
+@pytest.mark.parametrize("model", ["bm25", "no_such_model"])
+def test_untrainable_or_unknown_model_fails_before_any_work(controlled, model: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=f"--models {model}: "):
+        controlled.main(["--models", model, "--out", str(out)])
+    assert not out.exists()
