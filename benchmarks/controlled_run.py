@@ -72,7 +72,8 @@ def train_command(args: argparse.Namespace, model: str, adapter: Path) -> list[s
         sys.executable, "-m", "harness.train", f"model={model}", f"data={args.data}",
         f"train.steps={args.steps}", f"train.batch_size={args.batch_size}",
         f"train.max_length={args.max_length}", f"train.lr={args.lr}", f"train.seed={args.seed}",
-        f"train.logging_steps={max(1, args.steps // 10)}", f"train.output_dir={adapter}",
+        f"train.logging_steps={max(1, args.steps // 10)}", f"train.eval_pairs={args.eval_pairs}",
+        f"train.output_dir={adapter}",
     ]
 
 
@@ -121,6 +122,12 @@ def _window_mean(lines: list[dict[str, Any]], key: str, first: bool) -> float | 
     return sum(chunk) / len(chunk)
 
 
+def _held_out(lines: list[dict[str, Any]]) -> str:
+    """`zero-shot -> final` ranking loss on the held-out training pairs (empty when none were held out)."""
+    values = [line["eval_base_loss"] for line in lines if "eval_base_loss" in line]
+    return f"{values[0]:.4g} -> {values[-1]:.4g}" if values else ""
+
+
 def _trend(lines: list[dict[str, Any]], key: str) -> str:
     """`first -> last` quarter means of a logged value, 4 significant digits."""
     first, last = _window_mean(lines, key, True), _window_mean(lines, key, False)
@@ -140,9 +147,11 @@ def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], figure
         "",
         f"    {record['command']}",
         "",
+        *([record["args"]["note"], ""] if record["args"].get("note") else []),
         (
             f"Every model is trained with the same data (`{args['data']}`), {args['steps']} steps x batch "
-            f"{args['batch_size']}, max length {args['max_length']}, lr {args['lr']}, seed {args['seed']} and the "
+            f"{args['batch_size']}, max length {args['max_length']}, lr {args['lr']}, seed {args['seed']}, "
+            f"{args.get('eval_pairs', '0')} rows held out for the held-out loss, and the "
             "same loss (in-batch contrastive + FLOPS, lambda 1e-4 with quadratic warm-up); only the head "
             "and its paper temperature tau differ. Evaluated with the harness on benchmark "
             f"`{args['benchmark']}` (eval max length {args['eval_max_length']}), before (zero-shot) and "
@@ -170,10 +179,10 @@ def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], figure
         "## Training",
         "",
         (
-            "| model | tau | train s | eval s (before / after) | ranking loss, first -> last quarter | "
-            "query L0 | document L0 | query FLOPS | document FLOPS |"
+            "| model | tau | train s | eval s (before / after) | held-out ranking loss, step 0 -> last | "
+            "ranking loss, first -> last quarter | query L0 | document L0 | query FLOPS | document FLOPS |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         log = logs.get(row["model"], [])
@@ -181,7 +190,7 @@ def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], figure
                                                           "query_flops", "document_flops"))
         lines.append(
             f"| {row['model']} | {row.get('temperature', '')} | {row['train_seconds']:.0f} | "
-            f"{row['eval_seconds'][0]:.0f} / {row['eval_seconds'][1]:.0f} | {trends} |"
+            f"{row['eval_seconds'][0]:.0f} / {row['eval_seconds'][1]:.0f} | {_held_out(log)} | {trends} |"
         )
     wall = sum(row["train_seconds"] + sum(row["eval_seconds"]) for row in rows)
     lines += [
@@ -220,10 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-pairs", type=int, default=32, help="training rows held out for the held-out loss")
     parser.add_argument("--benchmark", default="controlled")
     parser.add_argument("--tasks", nargs="*", default=[], help="run.tasks filter (default: every task)")
     parser.add_argument("--eval-max-length", type=int, default=256, help="0: the model config's")
     parser.add_argument("--out", type=Path, default=None, help="default results/controlled/<timestamp>")
+    parser.add_argument("--note", default="", help="a sentence printed under the report's title")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report of an existing --out")
     args = parser.parse_args(argv)

@@ -37,7 +37,7 @@ def _overrides(command: list[str], module: str) -> list[str]:
 def test_commands_compose_and_share_the_budget(controlled, tmp_path: Path) -> None:
     args = controlled.argparse.Namespace(
         data="embedded_pairs", steps=40, batch_size=8, max_length=64, lr=1e-4, seed=0,
-        benchmark="controlled", tasks=[], eval_max_length=256,
+        benchmark="controlled", tasks=[], eval_max_length=256, eval_pairs=32,
     )
     train = {}
     for model in controlled.MODELS:
@@ -52,7 +52,7 @@ def test_commands_compose_and_share_the_budget(controlled, tmp_path: Path) -> No
         train[model] = {k: v for k, v in cfg.train.items() if k != "output_dir"}
     first, *others = train.values()
     assert all(other == first for other in others), "models must train with the same recipe and budget"
-    assert (first["steps"], first["batch_size"], first["max_length"]) == (40, 8, 64)
+    assert (first["steps"], first["batch_size"], first["max_length"], first["eval_pairs"]) == (40, 8, 64, 32)
 
 
 def _write_run(folder: Path) -> dict:
@@ -63,7 +63,8 @@ def _write_run(folder: Path) -> dict:
         log = [{"step": s, "loss": 3.0 - 0.1 * s - m, "base_loss": 3.0 - 0.1 * s - m,
                 "query_l0": 500.0 + s, "document_l0": 900.0 + s, "query_flops": 10.0 * s,
                 "document_flops": 20.0 * s} for s in range(1, 9)]
-        lines = [json.dumps(line) for line in log] + [json.dumps({"step": 8, "train_runtime": 1.0})]
+        held_out = [{"step": s, "eval_base_loss": 2.5 - 0.1 * s} for s in (0, 4, 8)]  # not in the base_loss trend
+        lines = [json.dumps(line) for line in log + held_out] + [json.dumps({"step": 8, "train_runtime": 1.0})]
         (adapter / "train_log.jsonl").write_text("\n".join(lines))
         rows.append({
             "model": model, "adapter": adapter.name, "temperature": 50.0 if m == 0 else 10.0,
@@ -100,7 +101,8 @@ def test_report_matches_the_record(controlled, tmp_path: Path) -> None:
     for m, model in enumerate(("latent", "vocab")):
         first = (3.0 - 0.1 - m + 3.0 - 0.2 - m) / 2
         last = (3.0 - 0.7 - m + 3.0 - 0.8 - m) / 2
-        assert _cells(report, model)[3] == f"{first:.4g} -> {last:.4g}"
+        assert _cells(report, model)[3] == f"{2.5:.4g} -> {1.7:.4g}"  # held-out: step 0 -> last
+        assert _cells(report, model)[4] == f"{first:.4g} -> {last:.4g}"
     for stem in ("controlled_scores", "controlled_training"):
         assert matplotlib.image.imread(tmp_path / f"{stem}.png").shape[0] > 100
         assert re.search(rf"\]\({stem}\.png\)", report)

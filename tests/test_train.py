@@ -221,6 +221,16 @@ def test_training_leaves_the_sae_and_base_weights_frozen(assets, tmp_path):
             assert torch.equal(param, base_weights[name.replace(".base_layer", "")]), name
 
 
+def test_held_out_pairs_are_scored_every_logging_step(assets, tmp_path):
+    cfg = _train_cfg(assets, tmp_path / "run", eval_pairs=2, batch_size=2, steps=2)
+    result = train(cfg)
+    assert (result.summary["rows"], result.summary["held_out_rows"]) == (len(ROWS) - 2, 2)
+    logs = [json.loads(line) for line in (result.folder / "train_log.jsonl").read_text().splitlines()]
+    evals = [line for line in logs if "eval_base_loss" in line]
+    assert [line["step"] for line in evals] == [0, 1, 2]  # zero-shot, then every logging step
+    assert all(line["eval_base_loss"] > 0 for line in evals)
+
+
 # --- data and configuration errors --------------------------------------------------------------
 
 
@@ -229,6 +239,8 @@ def test_training_leaves_the_sae_and_base_weights_frozen(assets, tmp_path):
     [
         ({"train.flops.schedule": "cubic"}, "train.flops.schedule 'cubic' unknown; valid: linear, quadratic"),
         ({"train.steps": 0}, "train.steps must be a positive integer or null, got 0"),
+        ({"train.eval_pairs": -1}, "train.eval_pairs must be an integer >= 0, got -1"),
+        ({"train.eval_pairs": 4}, r"train.eval_pairs=4 leaves no training rows \(4 rows in the data\)"),
         ({"train.lora.r": 0}, "train.lora.r must be a positive integer, got 0"),
         ({"model.kind": "splade_mlm"}, "model.kind 'splade_mlm' cannot be trained here"),
         ({"model.backbone.adapter": "/x"}, "unset model.backbone.adapter"),

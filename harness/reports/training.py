@@ -16,9 +16,9 @@ from harness.reports.plots import Figure, plt, save_figure, series_style
 
 
 def read_train_log(folder: Path) -> list[dict[str, Any]]:
-    """The logging-step lines of `<folder>/train_log.jsonl` that carry a loss, in step order."""
+    """The lines of `<folder>/train_log.jsonl` that carry a training or held-out loss, in step order."""
     lines = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
-    return [line for line in lines if "loss" in line]
+    return [line for line in lines if "loss" in line or "eval_base_loss" in line]
 
 
 def plot_before_after(scores: Mapping[str, Mapping[str, Mapping[str, float]]], folder: Path) -> Figure | None:
@@ -48,15 +48,21 @@ def plot_before_after(scores: Mapping[str, Mapping[str, Mapping[str, float]]], f
 
 
 def plot_training_curves(logs: Mapping[str, Sequence[Mapping[str, Any]]], folder: Path) -> Figure | None:
-    """Three panels over optimiser steps: contrastive/KL loss (`base_loss`), query L0, document L0."""
+    """Three panels over optimiser steps: contrastive/KL loss (`base_loss`; dashed: `eval_base_loss` on
+    the held-out pairs, from step 0), query L0, document L0."""
     if not any(logs.values()):
         return None
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    panels = (("base_loss", "ranking loss"), ("query_l0", "query L0 (pooled)"), ("document_l0", "document L0 (pooled)"))
+    panels = ((("base_loss", "eval_base_loss"), "ranking loss"), (("query_l0",), "query L0 (pooled)"),
+              (("document_l0",), "document L0 (pooled)"))
     for m, (model, lines) in enumerate(logs.items()):
-        steps = [line["step"] for line in lines]
-        for ax, (key, title) in zip(axes, panels, strict=True):
-            ax.plot(steps, [line.get(key, np.nan) for line in lines], label=model, **series_style(2 * m))
+        for ax, (keys, title) in zip(axes, panels, strict=True):
+            for key in keys:
+                points = [(line["step"], line[key]) for line in lines if key in line]
+                if points:
+                    held_out = key.startswith("eval_")
+                    ax.plot(*zip(*points, strict=True), label=f"{model} held-out" if held_out else model,
+                            linestyle="--" if held_out else "-", **series_style(2 * m))
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("step")
     for ax in axes:  # the heads' losses and L0 differ by orders of magnitude

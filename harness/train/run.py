@@ -3,7 +3,8 @@
 The output folder (`train.output_dir`) holds the peft adapter (`adapter_config.json`,
 `adapter_model.safetensors`; evaluate with `python -m harness model=<m> model.backbone.adapter=<folder>`),
 `train_config.yaml` (the resolved config), `train_log.jsonl` (one line per logging step: loss,
-its parts, FLOPS and L0 of queries / documents, regulariser weights, lr) and `train_summary.json`.
+its parts, FLOPS and L0 of queries / documents, regulariser weights, lr; with
+`train.eval_pairs`, `eval_loss` / `eval_base_loss` lines on the held-out rows) and `train_summary.json`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SparseEncoder
 from sentence_transformers.sparse_encoder import (
@@ -85,6 +87,9 @@ def _positive_int(value: Any, key: str, allow_none: bool = False) -> int | None:
 
 def check_train_config(train_cfg: Mapping) -> None:
     """Validate the `train:` settings in one line each, before anything is loaded."""
+    eval_pairs = train_cfg.get("eval_pairs", 0)
+    if isinstance(eval_pairs, bool) or not isinstance(eval_pairs, int) or eval_pairs < 0:
+        raise ValueError(f"train.eval_pairs must be an integer >= 0, got {eval_pairs!r}")
     _positive_int(train_cfg.get("steps"), "train.steps", allow_none=True)
     _positive_int(train_cfg.get("epochs"), "train.epochs")
     _positive_int(train_cfg.get("batch_size"), "train.batch_size")
@@ -105,9 +110,21 @@ def check_train_config(train_cfg: Mapping) -> None:
         raise ValueError(f"train.flops.schedule '{flops['schedule']}' unknown; valid: {', '.join(schedules)}")
 
 
+def split_held_out(data: Dataset, n: int, seed: int) -> tuple[Dataset, Dataset | None]:
+    """(training rows, `n` held-out rows drawn at random with `seed`); (data, None) when n = 0."""
+    if n == 0:
+        return data, None
+    if n >= len(data):
+        raise ValueError(f"train.eval_pairs={n} leaves no training rows ({len(data)} rows in the data)")
+    split = data.train_test_split(test_size=n, seed=seed, shuffle=True)
+    return split["train"], split["test"]
+
+
 def training_arguments(train_cfg: Mapping, output_dir: Path) -> SparseEncoderTrainingArguments:
     """Trainer settings: optimisation from `train_cfg`; no intermediate checkpoints (the adapter is
-    saved once, at the end), no-duplicate batches so in-batch negatives are true negatives."""
+    saved once, at the end), no-duplicate batches so in-batch negatives are true negatives; with
+    `train.eval_pairs`, the held-out loss is computed at every logging step."""
+    held_out = bool(train_cfg.get("eval_pairs"))
     return SparseEncoderTrainingArguments(
         output_dir=str(output_dir),
         max_steps=train_cfg.get("steps") or -1,
@@ -119,6 +136,10 @@ def training_arguments(train_cfg: Mapping, output_dir: Path) -> SparseEncoderTra
         lr_scheduler_type="linear",
         logging_steps=train_cfg["logging_steps"],
         logging_first_step=True,
+        eval_strategy="steps" if held_out else "no",
+        eval_on_start=held_out,  # the zero-shot held-out loss, as the curve's first point
+        eval_steps=train_cfg["logging_steps"] if held_out else None,
+        per_device_eval_batch_size=train_cfg["batch_size"],
         save_strategy="no",
         report_to="none",
         seed=int(train_cfg["seed"]),
@@ -139,11 +160,12 @@ def train(cfg: DictConfig) -> TrainResult:
     temperature = float(
         default_temperature(cfg.model) if train_cfg.temperature is None else train_cfg.temperature
     )
+    data, held_out = split_held_out(load_training_data(cfg.data), int(train_cfg.get("eval_pairs", 0)),
+                                    int(train_cfg.seed))
     out = Path(train_cfg.output_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
 
-    data = load_training_data(cfg.data)
     distill = LABEL in data.column_names
     set_seed(int(train_cfg.seed))
     encoder = trainable_encoder(cfg.model, adapter_config, train_cfg.max_length)
@@ -169,6 +191,7 @@ def train(cfg: DictConfig) -> TrainResult:
         model=encoder,
         args=training_arguments(train_cfg, out),
         train_dataset=data,
+        eval_dataset=held_out,
         loss=loss,
         callbacks=[schedule, JsonlLogCallback(out / LOG_FILE)],
     )
@@ -181,6 +204,7 @@ def train(cfg: DictConfig) -> TrainResult:
         "objective": "kl_distillation" if distill else "contrastive",
         "temperature": temperature,
         "rows": len(data),
+        "held_out_rows": len(held_out) if held_out is not None else 0,
         "steps": result.global_step,
         "train_loss": result.training_loss,
         "seconds": round(time.time() - start, 1),
