@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     record = {
         "args": {k: str(v) for k, v in vars(args).items()},
-        "command": "python benchmarks/controlled_run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/controlled_run.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {version('torch')}",
         "date": time.strftime("%Y-%m-%d"),
         "git": git_revision() or "unknown",
