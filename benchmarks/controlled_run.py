@@ -43,11 +43,11 @@ MODELS = ("splare_tiny", "splade_tiny_llm")
 def check_models(models: list[str]) -> None:
     """Fail in one line, before any evaluation, on a model config that is unknown or not trainable."""
     from harness.config import compose_config
-    from harness.train.losses import default_temperature
+    from harness.train.model import check_trainable
 
     for model in models:
         try:
-            default_temperature(compose_config([f"model={model}"]).model)
+            check_trainable(compose_config([f"model={model}"]).model)
         except ValueError as error:
             raise SystemExit(f"--models {model}: {error}") from None
 
@@ -135,10 +135,15 @@ def _trend(lines: list[dict[str, Any]], key: str) -> str:
     return "" if first is None or last is None else f"{first:.4g} -> {last:.4g}"
 
 
-def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], figures: list[Any]) -> str:
-    """Markdown report: scores before/after per task and model (with means), then training figures."""
+def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], setups: dict[str, dict[str, Any]],
+           figures: list[Any]) -> str:
+    """Markdown report: scores before/after per task and model (with means), then training figures.
+    `setups[model]`: its training run's `temperature` and `loss` description (`read_training_setup`)."""
     args, rows = record["args"], record["rows"]
     models = [row["model"] for row in rows]
+    losses = sorted({setup["loss"] for setup in setups.values()})
+    loss = (f"the same loss ({losses[0]})" if len(losses) == 1
+            else "losses " + "; ".join(f"{m}: {setups[m]['loss']}" for m in models))
     tasks = sorted({t for row in rows for t in (*row["before"], *row["after"])})
     header = " | ".join(f"{m} before | after | delta" for m in models)
     lines = [
@@ -152,9 +157,8 @@ def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], figure
         (
             f"Every model is trained with the same data (`{args['data']}`), {args['steps']} steps x batch "
             f"{args['batch_size']}, max length {args['max_length']}, lr {args['lr']}, seed {args['seed']}, "
-            f"{args.get('eval_pairs', '0')} rows held out for the held-out loss, and the "
-            "same loss (in-batch contrastive + FLOPS, lambda 1e-4 with quadratic warm-up); only the head "
-            "and its paper temperature tau differ. Evaluated with the harness on benchmark "
+            f"{args.get('eval_pairs', '0')} rows held out for the held-out loss, and {loss}; only the "
+            "head and its paper temperature tau differ. Evaluated with the harness on benchmark "
             f"`{args['benchmark']}` (eval max length {args['eval_max_length']}), before (zero-shot) and "
             "after training, nDCG@10 (mteb main score). A sliced task's name gives the queries and "
             "documents kept per subset; on slices this small, per-task deltas of a few points are noise-level."
@@ -190,7 +194,7 @@ def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], figure
         trends = " | ".join(_trend(log, key) for key in ("base_loss", "query_l0", "document_l0",
                                                           "query_flops", "document_flops"))
         lines.append(
-            f"| {row['model']} | {row.get('temperature', '')} | {row['train_seconds']:.0f} | "
+            f"| {row['model']} | {setups[row['model']]['temperature']} | {row['train_seconds']:.0f} | "
             f"{row['eval_seconds'][0]:.0f} / {row['eval_seconds'][1]:.0f} | {_held_out(log)} | {trends} |"
         )
     wall = sum(row["train_seconds"] + sum(row["eval_seconds"]) for row in rows)
@@ -210,13 +214,19 @@ def render(record: dict[str, Any], logs: dict[str, list[dict[str, Any]]], figure
 
 def write_report(out: Path) -> str:
     """Figures and `controlled_run.md` from `<out>/controlled_run.json` and the adapters' training logs."""
-    from harness.reports.training import plot_before_after, plot_training_curves, read_train_log
+    from harness.reports.training import (
+        plot_before_after,
+        plot_training_curves,
+        read_train_log,
+        read_training_setup,
+    )
 
     record = json.loads((out / "controlled_run.json").read_text(encoding="utf-8"))
     logs = {row["model"]: read_train_log(out / row["adapter"]) for row in record["rows"]}
+    setups = {row["model"]: read_training_setup(out / row["adapter"]) for row in record["rows"]}
     scores = {row["model"]: {"before": row["before"], "after": row["after"]} for row in record["rows"]}
     figures = [f for f in (plot_before_after(scores, out), plot_training_curves(logs, out)) if f is not None]
-    report = render(record, logs, figures)
+    report = render(record, logs, setups, figures)
     (out / "controlled_run.md").write_text(report, encoding="utf-8")
     return report
 
@@ -258,11 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                    for c, stage in zip(commands, ("before", "train", "after"), strict=True)]
         if args.dry_run:
             continue
-        summary = json.loads((adapter / "train_summary.json").read_text(encoding="utf-8"))
         rows.append({
             "model": model,
             "adapter": adapter.name,
-            "temperature": summary.get("temperature"),
             "before": read_scores(before),
             "after": read_scores(after),
             "train_seconds": seconds[1],

@@ -66,8 +66,12 @@ def _write_run(folder: Path) -> dict:
         held_out = [{"step": s, "eval_base_loss": 2.5 - 0.1 * s} for s in (0, 4, 8)]  # not in the base_loss trend
         lines = [json.dumps(line) for line in log + held_out] + [json.dumps({"step": 8, "train_runtime": 1.0})]
         (adapter / "train_log.jsonl").write_text("\n".join(lines))
+        (adapter / "train_summary.json").write_text(json.dumps({"objective": "contrastive",
+                                                                "temperature": 50.0 if m == 0 else 10.0}))
+        (adapter / "train_config.yaml").write_text(
+            "train:\n  flops: {query: 0.0001, document: 0.0002, schedule: quadratic, warmup_ratio: 0.33}\n")
         rows.append({
-            "model": model, "adapter": adapter.name, "temperature": 50.0 if m == 0 else 10.0,
+            "model": model, "adapter": adapter.name,
             "before": {"A": 0.2 + m / 10, "B": 0.4}, "after": {"A": 0.3, "B": 0.35 + m / 10},
             "train_seconds": 12.0, "eval_seconds": [3.0, 4.0], "commands": [f"python -m harness model={model}"],
         })
@@ -103,6 +107,9 @@ def test_report_matches_the_record(controlled, tmp_path: Path) -> None:
         last = (3.0 - 0.7 - m + 3.0 - 0.8 - m) / 2
         assert _cells(report, model)[3] == f"{2.5:.4g} -> {1.7:.4g}"  # held-out: step 0 -> last
         assert _cells(report, model)[4] == f"{first:.4g} -> {last:.4g}"
+    # what each model trained with comes from the files its training run left
+    assert "the same loss (contrastive + FLOPS, lambda_q 0.0001, lambda_d 0.0002, quadratic warm-up" in report
+    assert [_cells(report, model)[0] for model in ("latent", "vocab")] == ["50.0", "10.0"]
     for stem in ("controlled_scores", "controlled_training"):
         assert matplotlib.image.imread(tmp_path / f"{stem}.png").shape[0] > 100
         assert re.search(rf"\]\({stem}\.png\)", report)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from harness.reports.plots import Figure, plt, save_figure, series_style
 
@@ -19,6 +20,19 @@ def read_train_log(folder: Path) -> list[dict[str, Any]]:
     """The lines of `<folder>/train_log.jsonl` that carry a training or held-out loss, in step order."""
     lines = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
     return [line for line in lines if "loss" in line or "eval_base_loss" in line]
+
+
+def read_training_setup(folder: Path) -> dict[str, Any]:
+    """What a finished `python -m harness.train` run in `folder` trained with: `temperature` (tau) and
+    a `loss` description (objective, FLOPS lambdas and warm-up), from `train_summary.json` and
+    `train_config.yaml`."""
+    summary = json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
+    flops = OmegaConf.load(folder / "train_config.yaml").train.flops
+    loss = (
+        f"{summary['objective']} + FLOPS, lambda_q {flops.query:g}, lambda_d {flops.document:g}, "
+        f"{flops.schedule} warm-up over {flops.warmup_ratio:g} of the steps"
+    )
+    return {"temperature": summary["temperature"], "loss": loss}
 
 
 def plot_before_after(scores: Mapping[str, Mapping[str, Mapping[str, float]]], folder: Path) -> Figure | None:

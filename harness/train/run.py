@@ -77,24 +77,24 @@ class JsonlLogCallback(TrainerCallback):
             handle.write(json.dumps({"step": state.global_step, **(logs or {})}) + "\n")
 
 
-def _positive_int(value: Any, key: str, allow_none: bool = False) -> int | None:
+def _checked_int(value: Any, key: str, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """`value` if it is an integer >= `minimum` (or None when allowed); else a one-line ValueError."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} must be a positive integer{' or null' if allow_none else ''}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{key} must be {kind}{' or null' if allow_none else ''}, got {value!r}")
     return value
 
 
 def check_train_config(train_cfg: Mapping) -> None:
     """Validate the `train:` settings in one line each, before anything is loaded."""
-    eval_pairs = train_cfg.get("eval_pairs", 0)
-    if isinstance(eval_pairs, bool) or not isinstance(eval_pairs, int) or eval_pairs < 0:
-        raise ValueError(f"train.eval_pairs must be an integer >= 0, got {eval_pairs!r}")
-    _positive_int(train_cfg.get("steps"), "train.steps", allow_none=True)
-    _positive_int(train_cfg.get("epochs"), "train.epochs")
-    _positive_int(train_cfg.get("batch_size"), "train.batch_size")
-    _positive_int(train_cfg.get("logging_steps"), "train.logging_steps")
-    _positive_int(train_cfg.get("max_length"), "train.max_length")
+    _checked_int(train_cfg.get("eval_pairs", 0), "train.eval_pairs", minimum=0)
+    _checked_int(train_cfg.get("steps"), "train.steps", allow_none=True)
+    _checked_int(train_cfg.get("epochs"), "train.epochs")
+    _checked_int(train_cfg.get("batch_size"), "train.batch_size")
+    _checked_int(train_cfg.get("logging_steps"), "train.logging_steps")
+    _checked_int(train_cfg.get("max_length"), "train.max_length")
     if not float(train_cfg["lr"]) > 0:
         raise ValueError(f"train.lr must be > 0, got {train_cfg['lr']}")
     if not 0 <= float(train_cfg["warmup_ratio"]) < 1:
