@@ -8,9 +8,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from harness.config import check_group_overrides
-from harness.offline import HubUnavailableError
+from harness.offline import DatasetNotCachedError, HubAccessError, HubUnavailableError
 
-EXPECTED_ERRORS = (ValueError, FileNotFoundError, HubUnavailableError)
+EXPECTED_ERRORS = (
+    ValueError, FileNotFoundError, HubUnavailableError, HubAccessError, DatasetNotCachedError,
+)
 
 
 @contextmanager

@@ -5,14 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from models.paths import REPO_ROOT, cache_dir
 
-
-def cache_dir() -> Path:
-    """Root of every cache (prepared models, SAEs, encodings); `$HARNESS_CACHE` or `<repo>/.cache`."""
-    path = Path(os.environ.get("HARNESS_CACHE", REPO_ROOT / ".cache"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+__all__ = ["REPO_ROOT", "cache_dir", "shared_data_root"]
 
 
 def shared_data_root() -> Path | None:

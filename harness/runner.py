@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -14,71 +15,78 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.offline import configure_offline
 from harness.paths import cache_dir
+from harness.results import atomic_write_text
+from models.spec import ModelSpec
 
 logger = logging.getLogger("harness")
 
-MODEL_KINDS = ("splare", "splade_llm", "splade_mlm", "bm25")
 BM25_MODEL = "mteb/baseline-bm25s"
 # Harness files (config, run record, efficiency stats) sit in `<model>/<revision>/harness/`:
 # mteb's ResultCache reads every `<model>/<revision>/*.json` as a task result.
 RECORD_SUBDIR = "harness"
+#: The variant's fields (`ModelSpec.record()` + search), beside its results; reports read it.
+VARIANT_FILE = "variant.json"
 
 
-def check_top_k(model_cfg: Mapping) -> tuple[int, int]:
-    """(query k, document k) of a model config; 0 means no cap. Anything else fails in one line."""
-    top_k = model_cfg.get("top_k") or {}
-    values = []
-    for side in ("query", "document"):
-        k = top_k.get(side, 0)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ValueError(f"model.top_k.{side} must be an integer >= 0 (0 = no cap), got {k!r}")
-        values.append(k)
-    return values[0], values[1]
+def check_config(cfg: DictConfig) -> ModelSpec:
+    """Validate what can be checked without loading anything heavy; returns the model spec."""
+    from harness.search import BackendConfig
+
+    spec = ModelSpec.from_config(cfg.model)
+    BackendConfig.parse(OmegaConf.to_container(cfg.search, resolve=True))
+    return spec
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Validate what can be checked without loading anything heavy."""
-    if cfg.model.kind not in MODEL_KINDS:
-        raise ValueError(f"model.kind '{cfg.model.kind}' unknown; valid: {', '.join(MODEL_KINDS)}")
-    if cfg.model.kind != "bm25":
-        check_top_k(cfg.model)
+def variant_record(spec: ModelSpec, meta: Any, search: Mapping[str, Any]) -> dict[str, Any]:
+    """What `variant.json` holds: the spec's fields, the search backend, name and revision."""
+    return {**spec.record(), "search": dict(search), "name": meta.name,
+            "revision": meta.revision, "n_parameters": meta.n_parameters,
+            "embed_dim": meta.embed_dim}
 
 
-def build_model(cfg: DictConfig, results_root: Path):
+def build_model(cfg: DictConfig, results_root: Path, spec: ModelSpec | None = None):
     """The mteb model to evaluate, its result cache and the folder for the harness's own records.
 
     BM25 is mteb's own bm25s baseline; every other kind is a SparseEncoder from `models`, wrapped in
-    the harness's sparse-native SearchProtocol model (encodings cached under the cache dir).
+    the harness's sparse-native SearchProtocol model (encodings cached under the cache dir). The
+    variant's revision is a content hash (`models.meta`): a changed input is a new result folder.
     """
     import mteb
 
     from harness.results import AtomicResultCache, model_results_dir
 
+    spec = spec or check_config(cfg)
     cache = AtomicResultCache(results_root)
-    if cfg.model.kind == "bm25":
+    if not spec.kind.encoder:
         model = mteb.get_model(BM25_MODEL)
         return model, cache, model_results_dir(cache, model.mteb_model_meta) / RECORD_SUBDIR
 
     import models
-    from harness.search import SparseSearchModel
+    from harness.search import SparseSearchModel, search_code_digest
 
-    meta = models.model_meta(cfg.model)
-    if cfg.search.name != "exact":  # approximate search gives other numbers: another variant
-        meta = meta.model_copy(update={"name": f"{meta.name}-{cfg.search.name}"})
+    search = OmegaConf.to_container(cfg.search, resolve=True)
+    parts = models.resolve(spec)
+    key = models.encoding_key(spec, parts)
+    revision = models.revision(spec, key, search, search_code_digest())
+    meta = models.model_meta(spec, revision, parts, search_name=cfg.search.name)
     stats_dir = model_results_dir(cache, meta) / RECORD_SUBDIR
-    encoder = models.build_encoder(cfg.model)
-    top_k_query, top_k_document = check_top_k(cfg.model)
+    encoder = models.build_encoder(spec)
     enc_cache = Path(cfg.run.cache_dir) if cfg.run.cache_dir else cache_dir()
     model = SparseSearchModel(
         encoder,
         meta,
-        top_k_query=top_k_query,
-        top_k_document=top_k_document,
-        backend=OmegaConf.to_container(cfg.search, resolve=True),
+        top_k_query=spec.top_k_query,
+        top_k_document=spec.top_k_document,
+        backend=search,
         cache_dir=enc_cache / "encodings",
         stats_dir=stats_dir,
         batch_size=int(cfg.run.batch_size),
         show_progress=bool(cfg.run.show_progress),
+        encoding_key=key,
+    )
+    atomic_write_text(
+        stats_dir / VARIANT_FILE,
+        json.dumps(variant_record(spec, meta, search), indent=2, sort_keys=True),
     )
     return model, cache, stats_dir
 
@@ -99,14 +107,16 @@ def run(cfg: DictConfig, offline: bool | None = None) -> pd.DataFrame:
     import mteb
 
     from harness.results import write_run_record
-    from harness.tasks import load_tasks
+    from harness.tasks import check_datasets_cached, load_tasks
 
-    check_config(cfg)
+    spec = check_config(cfg)
     tasks = load_tasks(cfg.benchmark, only=cfg.run.tasks)
     if not tasks:
         raise ValueError(f"benchmark '{cfg.benchmark.name}' selects no task")
+    if offline:
+        check_datasets_cached(tasks)
     results_root = Path(cfg.run.results_dir).resolve()
-    model, cache, out_dir = build_model(cfg, results_root)
+    model, cache, out_dir = build_model(cfg, results_root, spec)
     meta = model.mteb_model_meta
     logger.info("model %s (revision %s) on %d task(s) → %s", meta.name, meta.revision, len(tasks), out_dir)
     start = time.time()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.paths import cache_dir
+from models.paths import cache_dir
 
 logger = logging.getLogger(__name__)
 

@@ -117,11 +117,30 @@ def check_sae_fits(sae_cfg: dict[str, Any], hidden_size: int, layer: int, where:
         )
 
 
+#: Input normalisations that `SAE.encode` applies itself, token by token; any other one must
+#: have been folded into the weights (`normalize_activations: none`).
+RUNTIME_NORMALISATIONS = ("none", "layer_norm", "constant_norm_rescale")
+
+
+def check_sae_loaded(sae: SAE, where: str) -> None:
+    """Fail in one line unless the loaded SAE's input normalisation is folded in or run-time."""
+    mode = getattr(sae.cfg, "normalize_activations", "none")
+    if mode not in RUNTIME_NORMALISATIONS:
+        raise ValueError(
+            f"SAE {where} loaded with normalize_activations='{mode}' (not folded into its weights): "
+            "fold it (sae.fold_activation_norm_scaling_factor) and save it, then use model.sae.path"
+        )
+
+
 def load_sae(release: str | None, sae_id: str | None, path: str | None, dtype: str) -> SAE:
-    """Load the SAE (on CPU, in `dtype`) from a sae-lens folder or a pretrained release/id."""
+    """Load the SAE (on CPU, in `dtype`) from a sae-lens folder or a pretrained release/id,
+    checked with `check_sae_loaded`."""
     if path:
-        return SAE.load_from_disk(path, device="cpu", dtype=dtype)
-    return SAE.from_pretrained(release, sae_id, device="cpu", dtype=dtype)
+        sae = SAE.load_from_disk(path, device="cpu", dtype=dtype)
+    else:
+        sae = SAE.from_pretrained(release, sae_id, device="cpu", dtype=dtype)
+    check_sae_loaded(sae, f"path={path}" if path else f"{release}/{sae_id}")
+    return sae
 
 
 class SaeLatentPooling(Module):
@@ -145,9 +164,20 @@ class SaeLatentPooling(Module):
         self.sae = sae.requires_grad_(False)
         self.chunk_tokens = chunk_tokens
 
+    def decoder_stays_on_host(self) -> bool:
+        """True when `encode` never reads `W_dec` (all but TopK SAEs that rescale by its norm)."""
+        return not getattr(self.sae.cfg, "rescale_acts_by_decoder_norm", False)
+
     def _apply(self, fn: Callable, recurse: bool = True) -> SaeLatentPooling:
-        """Keep sae-lens' cached `dtype`/`device` (used to cast inputs) in step with moved weights."""
-        super()._apply(fn, recurse)
+        """Move / cast the encoder only: the unused decoder `W_dec` `[d_sae, d_in]` stays where it
+        was loaded (host memory), so it never takes accelerator memory. Keeps sae-lens' cached
+        `dtype`/`device` (used to cast inputs) in step with the moved weights."""
+        decoder = self.sae._parameters.pop("W_dec") if self.decoder_stays_on_host() else None
+        try:
+            super()._apply(fn, recurse)
+        finally:
+            if decoder is not None:
+                self.sae._parameters["W_dec"] = decoder
         weight = self.sae.W_enc
         self.sae.dtype, self.sae.device = weight.dtype, weight.device
         self.sae.cfg.dtype = str(weight.dtype).removeprefix("torch.")

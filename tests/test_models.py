@@ -35,6 +35,7 @@ from models.backbone import CausalLMBackbone
 from models.build import load_encoder
 from models.inspect import describe, load_explanations, top_features
 from models.sae_pooling import SaeLatentPooling, max_log1p_pool, sae_hook_layer
+from models.spec import ModelSpec
 from models.vocab_head import VocabLogitsPooling, load_with_lm_head
 
 HIDDEN, N_LAYERS, LAYER, D_SAE = 32, 4, 1, 48
@@ -326,7 +327,7 @@ def test_mlm_splade_builds_from_a_local_folder(tmp_path):
     assert encoder.max_seq_length == 16
     vectors = _dense(encoder)
     assert vectors.shape == (len(TEXTS), len(WORDS) + 4) and (vectors > 0).any()
-    assert "splade_mlm-mlm-len16" in models.model_meta(cfg).name
+    assert "splade_mlm-mlm-len16" in models.variant_name(ModelSpec.from_config(cfg))
 
 
 def test_unreachable_hub_ids_give_one_line_errors(lm_dirs, tmp_path):
@@ -354,30 +355,34 @@ def test_sae_fallback_when_hub_unreachable(lm_dirs, sae_dirs):
     cfg.sae.fallback = str(sae_dirs["standard"])
     encoder = models.build_encoder(cfg)
     assert encoder.get_embedding_dimension() == D_SAE
-    assert "-standard-" in models.model_meta(cfg).name
+    assert "-standard-" in models.variant_name(ModelSpec.from_config(cfg))
 
 
-def test_model_meta_names_are_unique_per_variant():
+def _name(cfg) -> str:
+    return models.variant_name(ModelSpec.from_config(cfg))
+
+
+def test_variant_names_are_unique_per_variant():
     conf = Path(models.__file__).parent.parent / "conf" / "model"
     names = set()
-    for name in ("splare7b", "splare2b", "splade_llama", "splade_v3", "splare_gemma3_270m"):
+    configs = ("splare7b", "splare2b", "splade_llama", "splade_v3", "splare_gemma3_270m",
+               "splare_gemma2_2b")
+    for name in configs:
         cfg = OmegaConf.load(conf / f"{name}.yaml")
         if name == "splare_gemma3_270m":
             cfg.sae.path = "/some/local/layer_9_width_16k_l0_medium"
-        meta = models.model_meta(cfg)
-        assert meta.model_type == ["sparse"] and meta.name.startswith("splare-harness/")
-        names.add(meta.name)
-        names.add(
-            models.model_meta(OmegaConf.merge(cfg, {"top_k": {"query": 10, "document": 100}})).name
-        )
-        names.add(
-            models.model_meta(OmegaConf.merge(cfg, {"backbone": {"adapter": "/x/lora-a"}})).name
-        )
-    assert len(names) == 15
-    splare7b = models.model_meta(OmegaConf.load(conf / "splare7b.yaml")).name
+        names.add(_name(cfg))
+        names.add(_name(OmegaConf.merge(cfg, {"top_k": {"query": 10, "document": 100}})))
+        names.add(_name(OmegaConf.merge(cfg, {"backbone": {"dtype": "float16"}})))
+        if cfg.kind != "splade_mlm":
+            names.add(_name(OmegaConf.merge(cfg, {"backbone": {"adapter": "/x/lora-a"}})))
+    assert len(names) == 4 * len(configs) - 1
+    assert all("//" not in n and n.count("/") == 1 for n in names)  # one org/name separator
+    splare7b = _name(OmegaConf.load(conf / "splare7b.yaml"))
     assert all(
         part in splare7b
-        for part in ("Llama-3.1-8B", "L26", "llama_scope_lxr_32x.l26r_32x", "q40-d400")
+        for part in ("Llama-3.1-8B", "L26", "causal", "llama_scope_lxr_32x.l26r_32x", "bf16",
+                     "q40-d400")
     )
 
 
@@ -390,8 +395,10 @@ ENCODER_CONFIGS = (
     "splare_tiny",
     "splade_tiny_llm",
     "splade_tiny",
+    "splare_gemma2_2b",
 )
-BACKBONE_KEYS = {"id", "path", "layer", "dtype", "device", "max_length", "bidirectional", "adapter"}
+BACKBONE_KEYS = {"id", "revision", "path", "dtype", "device", "max_length", "adapter"}
+DECODER_KEYS = {"layer", "bidirectional", "attn_implementation"}
 
 
 def test_encoder_configs_follow_the_schema():
@@ -400,9 +407,11 @@ def test_encoder_configs_follow_the_schema():
         cfg = OmegaConf.load(conf / f"{name}.yaml")
         assert cfg.name == name
         assert set(cfg.keys()) >= {"name", "kind", "backbone", "sae", "top_k", "checkpoint"}
-        assert set(cfg.backbone.keys()) >= BACKBONE_KEYS
+        spec = ModelSpec.from_config(cfg)
+        expected = BACKBONE_KEYS | (DECODER_KEYS if spec.kind.decoder else set())
+        assert set(cfg.backbone.keys()) >= expected
         assert (cfg.sae is not None) == (cfg.kind == "splare")
-        models.model_meta(cfg)
+        assert (spec.tau is not None) == spec.kind.trainable
 
 
 # --- inspect -------------------------------------------------------------------------------

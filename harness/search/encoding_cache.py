@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 import warnings
 import zipfile
@@ -27,8 +26,8 @@ from .csr import Encoded
 
 logger = logging.getLogger(__name__)
 
-#: Bump when the file layout or the encoding procedure changes: old entries are then ignored.
-FORMAT_VERSION = 1
+#: Bump when the file layout changes (code and weight changes are in the key itself).
+FORMAT_VERSION = 2
 
 
 def _digest(*chunks: bytes) -> str:
@@ -49,34 +48,21 @@ def content_hash(ids: Sequence[str], texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def name_without_top_k(name: str, top_k_query: int, top_k_document: int) -> str:
-    """Mask the top-k pair in a model name: `x-q40-d400` and `x-q10-d100` become one identity.
+def encoder_digest(encoder: torch.nn.Module) -> str:
+    """Full content hash of an in-memory encoder, for encoders given without a `ModelSpec`:
+    its module tree, every parameter's and buffer's bytes, and the encoding path's code version.
 
-    The pair is recognised as `<query k>`, one to three non-digits, `<document k>` (e.g.
-    `q40-d400`, `topk40_400`, `40/400`); a cap of 0 may also be written `all`, `nocap` or `none`
-    (`qall-dall`). A name without the pair is returned unchanged.
-    """
+    The runner passes `models.encoding_key(spec)` instead, which hashes the files once."""
+    from models.identity import encode_code_digest
 
-    def spelled(k: int) -> str:
-        return "|".join([str(k), *(("all", "nocap", "none") if k == 0 else ())])
-
-    pattern = rf"(?<!\d)(?:{spelled(top_k_query)})(\D{{1,3}}?)(?:{spelled(top_k_document)})(?!\d)"
-    return re.sub(pattern, lambda m: f"{{q}}{m.group(1)}{{d}}", name)
-
-
-def encoder_fingerprint(encoder: torch.nn.Module) -> str:
-    """Cheap fingerprint of an encoder: its module tree and a strided sample of every parameter.
-
-    Two checkpoints of the same architecture under one name still get different fingerprints,
-    at the cost of reading 64 values per parameter tensor.
-    """
-    parts = [repr(encoder).encode()]
+    h = hashlib.blake2b(digest_size=20)
+    h.update(repr(encoder).encode())
+    h.update(encode_code_digest().encode())
     with torch.no_grad():
-        for name, param in encoder.named_parameters():
-            flat = param.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 64)][:64].double().sum().item()
-            parts.append(f"{name}:{tuple(param.shape)}:{sample!r}".encode())
-    return _digest(*parts)
+        for name, tensor in [*encoder.named_parameters(), *encoder.named_buffers()]:
+            h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _checksum(

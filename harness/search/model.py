@@ -26,7 +26,7 @@ from mteb.types import PromptType
 from . import stats
 from .backends import BackendConfig, SearchIndex
 from .csr import Encoded, encode_to_csr, top_k_rows
-from .encoding_cache import EncodingCache, content_hash, encoder_fingerprint, name_without_top_k
+from .encoding_cache import EncodingCache, content_hash, encoder_digest
 from .exact import ExactIndex, TopK, pair_scores
 
 if TYPE_CHECKING:
@@ -110,6 +110,8 @@ class SparseSearchModel:
         stats_dir: folder for `<task_name>.efficiency.json`, or None for no statistics file.
         batch_size: encoder batch size (mteb's `encode_kwargs["batch_size"]` is not used).
         show_progress: show encoding progress bars.
+        encoding_key: identity of the encoder's uncapped encodings (`models.encoding_key(spec)`);
+            None hashes the loaded encoder's weights instead.
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class SparseSearchModel:
         stats_dir: Path | None,
         batch_size: int = 32,
         show_progress: bool = True,
+        encoding_key: str | None = None,
     ):
         for label, value in (("top_k.query", top_k_query), ("top_k.document", top_k_document)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -145,6 +148,7 @@ class SparseSearchModel:
         self.stats_dir = Path(stats_dir) if stats_dir is not None else None
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self._encoding_key = encoding_key
         self._identity: dict[str, Any] | None = None
         self._indexed: _Indexed | None = None
 
@@ -172,15 +176,11 @@ class SparseSearchModel:
         return self._dim
 
     def identity(self) -> dict[str, Any]:
-        """What makes two encodings interchangeable: name minus top-k, revision, weights sample."""
+        """What makes two encodings interchangeable: the encoding key (never the top-k or the
+        search backend) and the truncation length."""
         if self._identity is None:
-            name = self._meta.name or ""
-            # The runner names approximate-search variants `<name>-<backend>`: same encodings.
-            name = name.removesuffix(f"-{self.backend.name}")
             self._identity = {
-                "name": name_without_top_k(name, self.top_k_query, self.top_k_document),
-                "revision": self._meta.revision,
-                "encoder": encoder_fingerprint(self.encoder),
+                "key": self._encoding_key or encoder_digest(self.encoder),
                 "max_seq_length": getattr(self.encoder, "max_seq_length", None),
             }
         return self._identity

@@ -9,6 +9,7 @@ from pathlib import Path
 from mteb.abstasks.abstask import AbsTask
 
 from harness.paths import shared_data_root
+from harness.tasks.availability import DatasetNotCachedError, check_datasets_cached
 from harness.tasks.catalogue import (
     RERANKING_TYPES,
     RETRIEVAL_TYPES,
@@ -18,7 +19,7 @@ from harness.tasks.catalogue import (
     task_row,
 )
 
-__all__ = ["TaskRow", "load_tasks", "resolve_data_root", "select_mteb_tasks", "task_row"]
+__all__ = ["DatasetNotCachedError", "TaskRow", "check_datasets_cached", "load_tasks", "resolve_data_root", "select_mteb_tasks", "task_row"]
 
 logger = logging.getLogger(__name__)
 
