@@ -60,7 +60,7 @@ def trainable_encoder(model_cfg: Mapping, config: LoraConfig, max_length: int) -
     check_trainable(model_cfg)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"train.max_length must be an integer >= 2, got {max_length!r}")
-    encoder = models.build_encoder(model_cfg)
+    encoder = models.build_encoder(model_cfg, training=True)
     add_lora(encoder, config)
     encoder.max_seq_length = max_length
     return encoder
