@@ -3,7 +3,7 @@
 u_j = max_i log(1 + relu(z_ij)) over the non-padding, non-BOS tokens i, where z_i = act(W_enc h_i
 + b_enc) is the SAE's own `encode` (its input normalisation, b_dec subtraction and activation:
 TopK, JumpReLU thresholds, ReLU). The decoder is never used. Tokens are encoded in chunks so the
-`[batch, tokens, d_sae]` activations never exist at once.
+`[batch, tokens, d_sae]` activations never exist at once, in training either (`models.pooling`).
 """
 
 from __future__ import annotations
@@ -24,42 +24,10 @@ from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_direc
 from sentence_transformers.base.modules.module import Module
 
 from models.backbone import saved_module_files, torch_dtype
+from models.pooling import max_log1p_pool
 
 RESID_HOOK = re.compile(r"^blocks\.(\d+)\.hook_resid_(post|pre)$")
 ENCODERS = ("standard", "gated", "jumprelu", "topk", "matching_pursuit")
-
-
-def max_log1p_pool(
-    hidden: torch.Tensor,
-    mask: torch.Tensor,
-    encode: Callable[[torch.Tensor], torch.Tensor],
-    dim: int,
-    chunk_tokens: int,
-) -> torch.Tensor:
-    """SPLADE pooling of `encode(hidden)` computed a few tokens at a time.
-
-    Args:
-        hidden: `[batch, tokens, d_in]` token states.
-        mask: `[batch, tokens]` bool, True where a token takes part in the pooling.
-        encode: maps `[batch, chunk, d_in]` to `[batch, chunk, dim]` scores.
-        dim: output dimension (SAE latents or vocabulary size).
-        chunk_tokens: about how many tokens (batch x positions) to encode at once.
-
-    Returns:
-        `[batch, dim]` float32, max over masked-in tokens of log(1 + relu(score)); 0 when no token
-        is masked in.
-    """
-    batch, n_tokens, _ = hidden.shape
-    step = max(1, chunk_tokens // max(batch, 1))
-    pooled = torch.zeros(batch, dim, dtype=torch.float32, device=hidden.device)
-    for start in range(0, n_tokens, step):
-        chunk_mask = mask[:, start : start + step]
-        if not bool(chunk_mask.any()):
-            continue
-        scores = encode(hidden[:, start : start + step])
-        weights = torch.log1p(torch.relu(scores.float())) * chunk_mask.unsqueeze(-1)
-        pooled = torch.maximum(pooled, weights.amax(dim=1))
-    return pooled
 
 
 def sae_hook_layer(hook_name: str | None, where: str) -> int:
@@ -189,7 +157,8 @@ class SaeLatentPooling(Module):
         hidden = features["token_embeddings"]
         mask = features.get("pooling_mask", features["attention_mask"].bool())
         features["sentence_embedding"] = max_log1p_pool(
-            hidden, mask, self.sae.encode, self.sae.cfg.d_sae, self.chunk_tokens
+            hidden, mask, self.sae.encode, self.sae.cfg.d_sae, self.chunk_tokens,
+            params=self.sae.parameters(),
         )
         return features
 

@@ -20,7 +20,7 @@ from models.backbone import (
     torch_dtype,
     truncated_config,
 )
-from models.sae_pooling import max_log1p_pool
+from models.pooling import max_log1p_pool
 
 
 class VocabLogitsPooling(Module):
@@ -101,7 +101,8 @@ class VocabLogitsPooling(Module):
         hidden = features["token_embeddings"]
         mask = features.get("pooling_mask", features["attention_mask"].bool())
         features["sentence_embedding"] = max_log1p_pool(
-            hidden, mask, self.logits, self.vocab_size, self.chunk_tokens
+            hidden, mask, self.logits, self.vocab_size, self.chunk_tokens,
+            params=(self.weight, self.bias),
         )
         return features
 
