@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from mteb.models.model_meta import ModelMeta
 from omegaconf import OmegaConf
 from sae_lens import (
     SAE,
@@ -412,6 +413,15 @@ def test_encoder_configs_follow_the_schema():
         assert set(cfg.backbone.keys()) >= expected
         assert (cfg.sae is not None) == (cfg.kind == "splare")
         assert (spec.tau is not None) == spec.kind.trainable
+        facts = spec.facts  # what the config says about the weights must be valid for mteb
+        ModelMeta(
+            loader=None, name=f"x/{name}", revision="r", release_date=facts.release_date,
+            languages=list(facts.languages or []) or None, n_parameters=None,
+            memory_usage_mb=None, max_tokens=None, embed_dim=None, license=facts.license,
+            open_weights=True, public_training_code=None, public_training_data=None,
+            framework=["PyTorch"], similarity_fn_name="dot", use_instructions=False,
+            training_datasets=None,
+        )
 
 
 # --- inspect -------------------------------------------------------------------------------
