@@ -30,8 +30,8 @@ from harness.runner import VARIANT_FILE, run
 pytestmark = pytest.mark.skipif(shared_data_root() is None, reason="needs ../shared/datasets")
 
 HIDDEN, N_LAYERS, LAYER, D_SAE = 32, 3, 1, 64
-WORDS = ("the of and a in to is for flow pressure boundary layer heat wing shock number "
-         "mach surface theory effect supersonic transfer").split()
+WORDS = ["the", "of", "and", "a", "in", "to", "is", "for", "flow", "pressure", "boundary",
+         "layer", "heat", "wing", "shock", "number", "mach", "surface", "theory", "effect"]
 TASK = ["benchmark=local_real", "benchmark.data_tasks=[LocalCranfield]",
         "benchmark.slice_queries=8", "benchmark.slice_docs=30"]
 
