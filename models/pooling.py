@@ -65,12 +65,12 @@ def _pool_forward(
         weights = _chunk_weights(encode(hidden[:, start : start + step]), chunk_mask, hidden)
         if argmax is None:
             torch.maximum(pooled, weights.amax(dim=1), out=pooled)
-            continue
-        values, index = weights.max(dim=1)
-        better = values > pooled
-        pooled = torch.where(better, values, pooled)
-        argmax = torch.where(better, index + start, argmax)
-        del weights, values, index, better
+        else:
+            values, index = weights.max(dim=1)
+            better = values > pooled
+            pooled = torch.where(better, values, pooled)
+            argmax = torch.where(better, index + start, argmax)
+        del weights  # freed before the next chunk's scores are allocated
     return pooled, argmax
 
 
