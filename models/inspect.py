@@ -1,12 +1,11 @@
-"""Decode a sparse vector: the top SAE latents (with explanations when available) or vocabulary tokens.
+"""Decode sparse vectors: the top SAE latents (with explanations when available) or vocabulary
+tokens of a text, and the dimensions that make a document score for a query.
 
-CLI: `python -m models.inspect splare_tiny "a text" [-n 20] [--role query] [--explanations FILE]
-[backbone.layer=9 ...]` (the model is a conf/model/<name>.yaml, followed by dotted overrides).
+The command line is `python -m harness.explain` (it reads the harness's model configs).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,14 +26,19 @@ def load_explanations(path: str | Path) -> dict[int, str]:
     Accepts a JSON object `{"123": "text"}`, or records (a JSON list or JSONL, e.g. a Neuronpedia
     export) with an id key (index/feature/latent/id) and a text key (description/explanation/label/text).
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"explanations file {path}: no such file")
     text = Path(path).read_text(encoding="utf-8")
-    if Path(path).suffix == ".jsonl":
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        data = json.loads(text)
-        if isinstance(data, dict):
-            return {int(key): str(value) for key, value in data.items()}
-        records = data
+    try:
+        if Path(path).suffix == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                return {int(key): str(value) for key, value in data.items()}
+            records = data
+    except ValueError as err:  # JSONDecodeError, or a key that is not a latent index
+        raise ValueError(f"explanations file {path}: not a valid export ({err})") from None
     explanations = {}
     for record in records:
         latent = next((record[key] for key in ID_KEYS if key in record), None)
@@ -83,44 +87,38 @@ def describe(
     """(id, label, weight) of the top `n` dimensions: a latent's explanation (else `latent <id>`),
     or the vocabulary token for SPLADE models."""
     top = top_features(encoder, text, n, role)
+    names = labels(encoder, [i for i, _ in top], explanations)
+    return [(i, label, weight) for (i, weight), label in zip(top, names, strict=True)]
+
+
+def contributions(
+    encoder: SparseEncoder, query: str, document: str, n: int = 20
+) -> tuple[float, list[tuple[int, float, float]]]:
+    """Why `document` scores for `query`: the score q . d and the `n` dimensions j with the largest
+    contributions q_j * d_j as (j, q_j, d_j), largest contribution first.
+
+    Both sides are encoded as they are at search time, uncapped (`[dim]` sparse vectors).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    q = encoder.encode_query([query], convert_to_sparse_tensor=True)[0].coalesce()
+    d = encoder.encode_document([document], convert_to_sparse_tensor=True)[0].coalesce()
+    q_weights = dict(zip(q.indices()[0].tolist(), q.values().float().tolist(), strict=True))
+    d_weights = dict(zip(d.indices()[0].tolist(), d.values().float().tolist(), strict=True))
+    shared = [(j, q_weights[j], d_weights[j]) for j in q_weights.keys() & d_weights.keys()]
+    shared.sort(key=lambda row: (-row[1] * row[2], row[0]))
+    return float(sum(qj * dj for _, qj, dj in shared)), shared[:n]
+
+
+def labels(
+    encoder: SparseEncoder, ids: Sequence[int], explanations: Mapping[int, str] | None = None
+) -> list[str]:
+    """Readable names of dimensions: a latent's explanation (else `latent <id>`), or the token."""
     if isinstance(encoder[-1], SaeLatentPooling):
-        labels = [(explanations or {}).get(i, f"latent {i}") for i, _ in top]
-    else:
-        labels = encoder.tokenizer.convert_ids_to_tokens([i for i, _ in top])
-    return [(i, label, weight) for (i, weight), label in zip(top, labels, strict=True)]
+        return [(explanations or {}).get(i, f"latent {i}") for i in ids]
+    return encoder.tokenizer.convert_ids_to_tokens(list(ids))
 
 
 def format_rows(rows: Sequence[tuple[int, str, float]]) -> str:
     """One line per dimension: weight, id, label."""
     return "\n".join(f"{weight:8.4f}  {idx:>7}  {label}" for idx, label, weight in rows)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """CLI entry point (see the module docstring)."""
-    from omegaconf import OmegaConf
-
-    from harness.config import CONF_DIR
-    from models.build import build_encoder
-
-    parser = argparse.ArgumentParser(prog="python -m models.inspect", description=__doc__)
-    parser.add_argument("model", help="a conf/model/<name>.yaml name")
-    parser.add_argument("text")
-    parser.add_argument(
-        "overrides", nargs="*", help="dotted overrides of the model config, key=value"
-    )
-    parser.add_argument("-n", type=int, default=20)
-    parser.add_argument("--role", choices=("query", "document"), default="document")
-    parser.add_argument("--explanations", default=None, help="local explanations file (json/jsonl)")
-    args = parser.parse_intermixed_args(argv)
-    path = CONF_DIR / "model" / f"{args.model}.yaml"
-    if not path.is_file():
-        raise SystemExit(f"unknown model '{args.model}': no {path}")
-    model_cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(args.overrides))
-    source = args.explanations or find_explanations(model_cfg)
-    explanations = load_explanations(source) if source else None
-    rows = describe(build_encoder(model_cfg), args.text, args.n, args.role, explanations)
-    print(format_rows(rows))
-
-
-if __name__ == "__main__":
-    main()
