@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -101,12 +100,18 @@ def scores_table(model_result: Any, model_label: str) -> pd.DataFrame:
 
 
 def run(cfg: DictConfig, offline: bool | None = None) -> pd.DataFrame:
-    """Evaluate `cfg.model` on `cfg.benchmark`; results land in mteb's layout under run.results_dir."""
+    """Evaluate `cfg.model` on `cfg.benchmark`; results land in mteb's layout under run.results_dir.
+
+    The run writes its own record (`harness/runs/<run id>.json`, `started` before evaluating,
+    completed after), the provenance of every task file it writes, and per searched
+    (task, split, subset) a TREC run file and per-query nDCG@10 (`harness.runfiles`).
+    """
     if offline is None:
         offline = configure_offline(cfg.run.hub)
     import mteb
 
-    from harness.results import write_run_record
+    from harness.results import RunLog, claim_encoding_cache, claim_results_root
+    from harness.runfiles import QUERIES_DIR, RunFileWriter
     from harness.tasks import check_datasets_cached, load_tasks
 
     spec = check_config(cfg)
@@ -116,24 +121,31 @@ def run(cfg: DictConfig, offline: bool | None = None) -> pd.DataFrame:
     if offline:
         check_datasets_cached(tasks)
     results_root = Path(cfg.run.results_dir).resolve()
+    claim_results_root(results_root, shown=cfg.run.results_dir)
     model, cache, out_dir = build_model(cfg, results_root, spec)
+    encodings = getattr(model, "cache", None)
+    if encodings is not None:
+        claim_encoding_cache(encodings.root)
     meta = model.mteb_model_meta
     logger.info("model %s (revision %s) on %d task(s) → %s", meta.name, meta.revision, len(tasks), out_dir)
-    start = time.time()
-    result = mteb.evaluate(
-        model,
-        tasks,
-        cache=cache,
-        overwrite_strategy=cfg.run.overwrite,
-        encode_kwargs={"batch_size": int(cfg.run.batch_size)},
-        show_progress_bar=bool(cfg.run.show_progress),
-    )
-    write_run_record(
-        out_dir,
-        OmegaConf.to_yaml(cfg, resolve=True),
-        {"model_name": meta.name, "revision": meta.revision, "offline": offline,
-         "tasks": [t.metadata.name for t in tasks], "seconds": round(time.time() - start, 1)},
-    )
+    cache.run = RunLog(out_dir, {
+        "model_name": meta.name, "revision": meta.revision, "offline": offline,
+        "overwrite": cfg.run.overwrite, "tasks": [t.metadata.name for t in tasks],
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }).start()
+    try:
+        result = mteb.evaluate(
+            RunFileWriter(model, out_dir / QUERIES_DIR, tasks, cache.run),
+            tasks,
+            cache=cache,
+            overwrite_strategy=cfg.run.overwrite,
+            encode_kwargs={"batch_size": int(cfg.run.batch_size)},
+            show_progress_bar=bool(cfg.run.show_progress),
+        )
+    except Exception as err:
+        cache.run.finish([], error=err)
+        raise
+    cache.run.finish(result.task_results)
     table = scores_table(result, cfg.model.name)
     print(f"\n{meta.name} on {cfg.benchmark.name} (results: {out_dir})")
     print(table.drop(columns="model").to_string(index=False, float_format="%.4f"))
