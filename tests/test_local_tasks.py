@@ -255,6 +255,42 @@ def test_cranfield_grade_outside_scale_fails(tmp_path):
         get_local_task("LocalCranfield", tmp_path)
 
 
+def test_cranfield_identical_duplicate_kept_conflict_fails(tmp_path, caplog):
+    write_smart(tmp_path / "cranfield", "1 1 1\n1 2 4\n1 1 1\n2 2 5\n2 2 5\n")
+    with caplog.at_level("INFO"):
+        task = get_local_task("LocalCranfield", tmp_path)
+    assert split_of(task)["relevant_docs"] == {"1": {"1": 4, "2": 1}, "2": {"2": 0}}
+    (notice,) = [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()]
+    assert notice.endswith("cranqrel: 2 identical duplicate judgment(s) kept once")
+    (tmp_path / "conflict").mkdir()
+    write_smart(tmp_path / "conflict" / "cranfield", "1 1 1\n1 2 4\n1 2 3\n")
+    # the message names the file's own (Cleverdon) grades, not the gains derived from them
+    with pytest.raises(LocalDataError, match=r"cranqrel: line 3: query 1 doc 2 graded 3, but 4 at line 2$"):
+        get_local_task("LocalCranfield", tmp_path / "conflict")
+
+
+def write_vaswani(folder: Path, qrels: str) -> None:
+    (folder / "corpus").mkdir(parents=True)
+    (folder / "corpus" / "doc-text.trec").write_text(
+        "<DOC>\n<DOCNO>1</DOCNO>\nwave guides\n</DOC>\n<DOC>\n<DOCNO>2</DOCNO>\nplasma\n</DOC>\n"
+    )
+    (folder / "query-text.trec").write_text(
+        "<top>\n<num>1</num><title>\nwaves\n</title>\n</top>\n"
+    )
+    (folder / "qrels").write_text(qrels)
+
+
+def test_vaswani_identical_duplicate_kept_conflict_fails(tmp_path, caplog):
+    write_vaswani(tmp_path / "vaswani_npl", "1 0 1 1\n1 0 1 1\n1 0 2 0\n")
+    with caplog.at_level("INFO"):
+        task = get_local_task("LocalVaswani", tmp_path)
+    assert split_of(task)["relevant_docs"] == {"1": {"1": 1, "2": 0}}
+    assert sum("1 identical duplicate judgment(s)" in r.getMessage() for r in caplog.records) == 1
+    write_vaswani(tmp_path / "bad" / "vaswani_npl", "1 0 1 1\n\n1 0 1 0\n")
+    with pytest.raises(LocalDataError, match=r"qrels: line 3: query 1 doc 1 graded 0, but 1 at line 1$"):
+        get_local_task("LocalVaswani", tmp_path / "bad")
+
+
 # ------------------------------------------------------------------ BEIR folders
 
 
@@ -310,6 +346,18 @@ def test_beir_round_trip_and_bm25_scores(tmp_path):
     )
 
 
+def test_beir_identical_duplicate_judgment_is_counted_not_rejected(tmp_path, caplog):
+    folder = write_beir(tmp_path / "dup", CORPUS, QUERIES, QRELS + "q1\ta\t1\nq4\tc\t0\n")
+    with caplog.at_level("INFO"):
+        task = beir_task(folder)
+    assert split_of(task)["relevant_docs"] == split_of(
+        beir_task(write_beir(tmp_path / "clean", CORPUS, QUERIES, QRELS))
+    )["relevant_docs"]
+    notices = [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()]
+    assert len(notices) == 1 and "\n" not in notices[0]
+    assert notices[0].endswith("test.tsv: 2 identical duplicate judgment(s) kept once")
+
+
 def test_beir_name_override_and_explicit_split(tmp_path):
     folder = write_beir(tmp_path / "x", CORPUS, QUERIES, QRELS, split="dev")
     task = beir_task(folder, name="LocalBEIR-custom")
@@ -361,8 +409,8 @@ def test_beir_name_override_and_explicit_split(tmp_path):
         (
             CORPUS,
             QUERIES,
-            "q1\ta\t1\nq1\ta\t2\n",
-            r"test.tsv: line 3: duplicate judgment of query q1",
+            "q1\ta\t1\nq2\tb\t1\nq1\ta\t2\n",
+            r"test.tsv: line 4: query q1 doc a graded 2, but 1 at line 2$",
         ),
         (
             [{"_id": "a"}],

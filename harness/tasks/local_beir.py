@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.tasks.local_data import (
+    Judgments,
     LocalDataError,
     LocalRetrievalTask,
     SplitTexts,
@@ -38,7 +39,7 @@ def _beir_texts(path: Path, kind: str, with_title: bool) -> dict:
 
 def _beir_qrels(path: Path) -> dict[str, dict[str, int]]:
     """query id -> {doc id: grade} from `qrels/<split>.tsv` (optional header 'query-id corpus-id score')."""
-    qrels: dict[str, dict[str, int]] = {}
+    judgments = Judgments(path)
     for line, raw in enumerate(read_text(path).splitlines(), start=1):
         parts = raw.split("\t") if "\t" in raw else raw.split()
         if not raw.strip() or (line == 1 and parts[0].strip().lower() in _QRELS_HEADER):
@@ -48,11 +49,8 @@ def _beir_qrels(path: Path) -> dict[str, dict[str, int]]:
                 f"{path}: line {line}: expected 'query-id<TAB>corpus-id<TAB>score', got {raw!r}"
             )
         qid, did = parts[0].strip(), parts[1].strip()
-        grade = parse_grade(parts[2].strip(), path, line)
-        add_unique(
-            qrels.setdefault(qid, {}), did, grade, path, line, f"judgment of query {qid} for doc"
-        )
-    return qrels
+        judgments.add(qid, did, parse_grade(parts[2].strip(), path, line), line)
+    return judgments.done()
 
 
 def beir_task_class(

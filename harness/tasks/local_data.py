@@ -2,13 +2,16 @@
 
 Every reader fails with a one-line `LocalDataError` naming the file (and line, where there is one)
 before anything is encoded: missing files, invalid UTF-8, malformed JSON, duplicate ids, qrels
-that point to unknown ids, non-integer grades. Empty or whitespace-only texts are kept as they are.
+that point to unknown ids, non-integer grades, two different grades for the same (query, document).
+A judgment repeated with the same grade (common in collections assembled from several assessment
+rounds) is kept once and counted in a one-line notice. Empty or whitespace-only texts are kept.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +21,8 @@ from typing import Any, ClassVar
 from datasets import Dataset
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.task_metadata import TaskMetadata
+
+logger = logging.getLogger(__name__)
 
 
 class LocalDataError(ValueError):
@@ -127,6 +132,42 @@ def add_unique(table: dict, key: str, value: Any, path: Path, line: int, kind: s
     if key in table:
         raise LocalDataError(f"{path}: line {line}: duplicate {kind} id '{key}'")
     table[key] = value
+
+
+class Judgments:
+    """The qrels of one file, read line by line: query id -> {doc id: grade}.
+
+    A (query, document) judged twice with the same grade is kept once and counted (`repeats`);
+    two different grades fail naming the file, both lines and both grades.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.qrels: dict[str, dict[str, int]] = {}
+        self.repeats = 0
+        self._line: dict[tuple[str, str], int] = {}
+
+    def add(self, qid: str, did: str, grade: int, line: int) -> None:
+        """Record `grade` for (qid, did) read at `line`."""
+        docs = self.qrels.setdefault(qid, {})
+        if did not in docs:
+            docs[did] = grade
+            self._line[qid, did] = line
+        elif docs[did] == grade:
+            self.repeats += 1
+        else:
+            raise LocalDataError(
+                f"{self.path}: line {line}: query {qid} doc {did} graded {grade}, but "
+                f"{docs[did]} at line {self._line[qid, did]}"
+            )
+
+    def done(self) -> dict[str, dict[str, int]]:
+        """The qrels; logs the one-line notice when identical judgments were repeated."""
+        if self.repeats:
+            logger.warning(
+                "%s: %d identical duplicate judgment(s) kept once", self.path, self.repeats
+            )
+        return self.qrels
 
 
 def source_revision(paths: Iterable[Path], salt: str = "") -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import mteb
 
 from harness.tasks.local_data import (
+    Judgments,
     LocalDataError,
     LocalRetrievalTask,
     SplitTexts,
@@ -342,6 +343,7 @@ def cranfield_task(folder: Path) -> type[LocalRetrievalTask]:
             )
         for n, (_, _, fields) in enumerate(parse_smart(query_path), start=1):
             split.queries[str(n)] = fields.get("W", "")
+        judgments = Judgments(qrels_path)  # Cleverdon grades; conflicts are reported in them
         for line, raw in enumerate(read_text(qrels_path).splitlines(), start=1):
             parts = raw.split()
             if not parts:
@@ -355,15 +357,11 @@ def cranfield_task(folder: Path) -> type[LocalRetrievalTask]:
                 raise LocalDataError(
                     f"{qrels_path}: line {line}: grade {grade} outside Cleverdon's 1..5"
                 )
-            docs = split.qrels.setdefault(parts[0], {})
-            add_unique(
-                docs,
-                parts[1],
-                CRANFIELD_GAIN[grade],
-                qrels_path,
-                line,
-                f"judgment of query {parts[0]} for doc",
-            )
+            judgments.add(parts[0], parts[1], grade, line)
+        split.qrels = {
+            qid: {did: CRANFIELD_GAIN[g] for did, g in docs.items()}
+            for qid, docs in judgments.done().items()
+        }
         return {"default": {"test": split.check(str(qrels_path))}}
 
     meta = local_metadata(
@@ -435,6 +433,7 @@ def vaswani_task(folder: Path) -> type[LocalRetrievalTask]:
                 line,
                 "query",
             )
+        judgments = Judgments(qrels_path)
         for line, raw in enumerate(read_text(qrels_path).splitlines(), start=1):
             parts = raw.split()
             if not parts:
@@ -443,11 +442,8 @@ def vaswani_task(folder: Path) -> type[LocalRetrievalTask]:
                 raise LocalDataError(
                     f"{qrels_path}: line {line}: expected 'qid 0 docid rel', got {raw!r}"
                 )
-            docs = split.qrels.setdefault(parts[0], {})
-            grade = parse_grade(parts[3], qrels_path, line)
-            add_unique(
-                docs, parts[2], grade, qrels_path, line, f"judgment of query {parts[0]} for doc"
-            )
+            judgments.add(parts[0], parts[2], parse_grade(parts[3], qrels_path, line), line)
+        split.qrels = judgments.done()
         return {"default": {"test": split.check(str(qrels_path))}}
 
     meta = local_metadata(
