@@ -29,7 +29,6 @@ from harness.train.losses import (
     MeasuredFlopsLoss,
     StudentTemperatureKLDivLoss,
     build_loss,
-    default_temperature,
     flops,
 )
 from harness.train.run import train
@@ -96,6 +95,7 @@ def _model_cfg(assets: dict[str, Path], kind: str = "splare", adapter: Path | No
                      "adapter": str(adapter) if adapter else None},
         "sae": {"release": None, "id": None, "path": str(assets["sae"])} if kind == "splare" else None,
         "top_k": {"query": 0, "document": 0},
+        "tau": 50.0 if kind == "splare" else 10.0,
         "checkpoint": None,
     })
 
@@ -103,7 +103,7 @@ def _model_cfg(assets: dict[str, Path], kind: str = "splare", adapter: Path | No
 def _train_cfg(assets, out: Path, kind: str = "splare", distill: bool = False, **train):
     """The composed conf/train.yaml with the tiny model and the JSONL rows as data."""
     negatives = 2 if distill else 0
-    overrides = ["data=jsonl", f"data.path={assets['jsonl']}", f"data.negatives={negatives}",
+    overrides = ["train=smoke", "data=jsonl", f"data.path={assets['jsonl']}", f"data.negatives={negatives}",
                  f"train.output_dir={out}", "train.batch_size=4", "train.steps=1", "train.lr=1e-3",
                  "train.lora.r=4", "train.max_length=16", "train.logging_steps=1", "train.warmup_ratio=0.0"]
     overrides += [f"train.{k}={v}" for k, v in train.items()]
@@ -124,8 +124,7 @@ def _batch_loss(encoder, cfg, rows) -> dict[str, torch.Tensor]:
     labels = batch.pop("label", None)
     columns = [c for c in data.column_names if c != "label"]
     features = [{k.removeprefix(f"{c}_"): v for k, v in batch.items() if k.startswith(f"{c}_")} for c in columns]
-    temperature = cfg.train.temperature or default_temperature(cfg.model)
-    loss = build_loss(encoder, temperature, labels is not None, 1e-4, 1e-4)
+    loss = build_loss(encoder, cfg.model.tau, labels is not None, 1e-4, 1e-4)
     with torch.no_grad():
         return {k: float(v) for k, v in loss(features, labels).items()}
 
@@ -159,14 +158,6 @@ def test_kl_puts_temperature_on_student_scores_only():
     assert float(loss.compute_loss_from_embeddings([query, pos, neg], teacher)) == pytest.approx(float(expected))
 
 
-def test_default_temperature_follows_the_paper():
-    assert default_temperature({"kind": "splare", "sae": {"release": "llama_scope_lxr_32x"}}) == 80
-    assert default_temperature({"kind": "splare", "sae": {"release": "gemma-scope-2-270m-pt-res"}}) == 50
-    assert default_temperature({"kind": "splade_llm", "sae": None}) == 10
-    with pytest.raises(ValueError, match="bm25"):
-        default_temperature({"kind": "bm25"})
-
-
 def test_splade_loss_regularisers_match_flops_of_the_encodings(assets):
     cfg = _train_cfg(assets, Path("unused"))
     encoder = models.build_encoder(cfg.model)
@@ -176,7 +167,7 @@ def test_splade_loss_regularisers_match_flops_of_the_encodings(assets):
     torch.testing.assert_close(parts["query_regularizer_loss"], 1e-4 * float(flops(queries)), rtol=1e-4, atol=1e-9)
     torch.testing.assert_close(parts["document_regularizer_loss"], 1e-4 * float(flops(documents)), rtol=1e-4, atol=1e-9)
     # contrastive: cross-entropy of the in-batch score matrix / tau against the diagonal
-    scores = queries @ documents.T / default_temperature(cfg.model)
+    scores = queries @ documents.T / cfg.model.tau
     expected = torch.nn.functional.cross_entropy(scores, torch.arange(len(ROWS)))
     assert parts["base_loss"] == pytest.approx(float(expected), rel=1e-4)
 
@@ -202,6 +193,7 @@ def test_one_step_lowers_loss_and_adapter_reloads(assets, tmp_path, kind, distil
     logs = [json.loads(line) for line in (result.folder / "train_log.jsonl").read_text().splitlines()]
     assert {"loss", "query_flops", "query_l0", "document_flops", "document_l0"} <= set(logs[0])
     assert result.summary["objective"] == ("kl_distillation" if distill else "contrastive")
+    assert result.summary["temperature"] == cfg.model.tau  # tau comes from the model config
 
 
 def test_training_leaves_the_sae_and_base_weights_frozen(assets, tmp_path):
@@ -231,6 +223,92 @@ def test_held_out_pairs_are_scored_every_logging_step(assets, tmp_path):
     assert all(line["eval_base_loss"] > 0 for line in evals)
 
 
+def _adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def _assert_same_adapter(a: Path, b: Path, atol: float = 1e-6) -> None:
+    first, second = _adapter_weights(a), _adapter_weights(b)
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=1e-5, atol=atol)
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(assets, tmp_path):
+    plain = train(_train_cfg(assets, tmp_path / "plain", steps=2, batch_size=2))
+    checkpointed = train(_train_cfg(assets, tmp_path / "ckpt", steps=2, batch_size=2,
+                                    gradient_checkpointing=True))
+    assert checkpointed.encoder[0].model.get_base_model().gradient_checkpointing
+    assert not plain.encoder[0].model.get_base_model().gradient_checkpointing
+    _assert_same_adapter(plain.folder, checkpointed.folder)
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in _adapter_weights(plain.folder).items())
+
+
+class Killed(Exception):
+    """Stands in for a kill: raised inside a training step."""
+
+
+def test_killed_run_resumes_from_its_last_checkpoint_to_the_same_adapter(assets, tmp_path, monkeypatch):
+    # KL distillation at batch 1: 4 steps, a checkpoint every 2; the kill comes during step 4
+    settings = {"steps": 4, "batch_size": 1, "save_steps": 2}
+    whole = train(_train_cfg(assets, tmp_path / "whole", distill=True, **settings))
+    from harness.train.run import SplareTrainer
+
+    step = SplareTrainer.training_step
+
+    def killed_at_step_four(self, *args, **kwargs):
+        if self.state.global_step == 3:
+            raise Killed
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SplareTrainer, "training_step", killed_at_step_four)
+    with pytest.raises(Killed):
+        train(_train_cfg(assets, tmp_path / "killed", distill=True, **settings))
+    monkeypatch.setattr(SplareTrainer, "training_step", step)
+    assert not (tmp_path / "killed" / "adapter_model.safetensors").exists()
+    resumed = train(_train_cfg(assets, tmp_path / "killed", distill=True, resume=True, **settings))
+    assert resumed.summary["resumed_from"].endswith("checkpoint-2")
+    assert resumed.summary["steps"] == 4
+    _assert_same_adapter(whole.folder, resumed.folder)
+
+
+def test_init_adapter_for_another_backbone_or_layer_fails_before_loading(assets, tmp_path):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    for origin, message in [
+        ({"backbone": "/somewhere/else", "layer": None, "stage": "mntp"},
+         r"was trained on backbone '/somewhere/else', not on this model's"),
+        ({"backbone": str(assets["lm"]), "layer": LAYER + 1, "stage": "retrieval"},
+         rf"was trained for read-out layer {LAYER + 1}, but model.backbone.layer={LAYER}"),
+    ]:
+        (folder / "adapter_origin.json").write_text(json.dumps(origin))
+        cfg = _train_cfg(assets, tmp_path / "run", init_adapter=str(folder))
+        with pytest.raises(ValueError, match=message) as err:
+            train(cfg)
+        assert "\n" not in str(err.value)
+        assert not (tmp_path / "run").exists()
+
+
+def test_named_configs_paper_and_smoke():
+    def composed(*overrides):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides))
+
+    paper = composed("model=splare7b", "data=msmarco_bge_kd")  # the default is the paper's setting
+    t = paper.train
+    assert (t.steps, t.epochs, t.batch_size, t.lr, t.warmup_ratio, t.negatives, t.lora.r) == (
+        None, 1, 128, 5e-5, 0.01, 8, 64)
+    assert (t.flops.query, t.flops.document, t.max_length, paper.model.tau) == (1e-4, 1e-4, 128, 80)
+    assert t.gradient_checkpointing and t.precision == "auto"
+    assert composed("data=embedded_pairs").train.max_length == 512  # multilingual data
+    smoke = composed("train=smoke").train
+    assert (smoke.steps, smoke.batch_size, smoke.max_length, smoke.negatives, smoke.precision) == (
+        200, 16, 128, None, "fp32")
+
+
 # --- data and configuration errors --------------------------------------------------------------
 
 
@@ -244,6 +322,11 @@ def test_held_out_pairs_are_scored_every_logging_step(assets, tmp_path):
         ({"train.lora.r": 0}, "train.lora.r must be a positive integer, got 0"),
         ({"model.kind": "splade_mlm"}, "model.kind 'splade_mlm' cannot be trained here"),
         ({"model.backbone.adapter": "/x"}, "unset model.backbone.adapter"),
+        ({"model.tau": None}, r"model.tau is not set for model 'tiny_splare': the training temperature"),
+        ({"train.precision": "fp8"}, "train.precision must be one of auto, bf16, fp32, got 'fp8'"),
+        ({"train.gradient_checkpointing": "yes"}, "train.gradient_checkpointing must be true or false"),
+        ({"train.resume": True}, r"train.resume=true but train.output_dir=.*run holds no checkpoint"),
+        ({"train.init_adapter": "/nonexistent"}, "train.init_adapter=/nonexistent: not a peft adapter"),
     ],
 )
 def test_bad_settings_fail_in_one_line_before_loading(assets, tmp_path, override, message):
@@ -278,7 +361,7 @@ def test_hub_dataset_offline_names_id_and_override():
 def test_embedded_pairs_have_no_teacher_scores():
     data = load_training_data({"name": "e", "source": "embedded", "languages": ["eng"], "n": 8, "negatives": 0})
     assert data.column_names == ["query", "positive"] and len(data) == 8
-    with pytest.raises(ValueError, match="data.negatives=0"):
+    with pytest.raises(ValueError, match="use train=smoke .* or train.negatives=0"):
         load_training_data({"name": "e", "source": "embedded", "languages": ["eng"], "n": 8, "negatives": 2})
 
 

@@ -1,9 +1,11 @@
-"""`python -m harness.train model=<model cfg> data=<data cfg> [train.x=y]`: train a LoRA adapter.
+"""`python -m harness.train model=<m> data=<d> [train=paper|smoke] [train.x=y]`: train a LoRA adapter.
 
 Examples:
-    python -m harness.train                                        # splare_tiny on embedded pairs
-    python -m harness.train model=splade_tiny_llm train.steps=100 train.max_length=64
     python -m harness.train model=splare7b data=msmarco_bge_kd    # the paper's recipe (GPU, hub)
+    python -m harness.train train=smoke                            # splare_tiny on embedded pairs, CPU
+    python -m harness.train train=smoke model=splade_tiny_llm train.steps=100 train.max_length=64
+    torchrun --nproc_per_node 8 -m harness.train model=splare7b data=msmarco_bge_kd \\
+        train.output_dir=/ckpt/splare7b                            # DDP, global batch 128
     python -m harness.train --cfg job                              # print the composed config
 """
 
@@ -17,7 +19,7 @@ from omegaconf import DictConfig
 from harness.cli import main_with_checked_groups, one_line_errors
 from harness.offline import configure_offline
 
-GROUPS = ("model", "data")
+GROUPS = ("model", "data", "train")
 
 
 @hydra.main(config_path="../../conf", config_name="train", version_base="1.3")

@@ -150,7 +150,10 @@ def load_training_data(data_cfg: Mapping) -> Dataset:
         from harness.tasks.local_embedded import embedded_training_pairs
 
         if negatives:
-            raise ValueError(f"{name} has no hard negatives (in-batch only): set data.negatives=0")
+            raise ValueError(
+                f"{name} has no hard negatives (in-batch only) but {negatives} were asked for: "
+                "use train=smoke (the data's own negatives) or train.negatives=0"
+            )
         languages = data_cfg.get("languages")
         pairs = embedded_training_pairs(list(languages) if languages else None, n)
         return standardise([{"query": q, "positive": p} for q, p in pairs], DEFAULT_COLUMNS, 0, name)

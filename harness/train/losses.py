@@ -6,14 +6,13 @@
   cross-encoder over the positive and hard negatives), or
 - `SparseMultipleNegativesRankingLoss` with `scale = 1 / tau` otherwise (in-batch + hard negatives).
 
-tau divides the student scores only (paper: 80 Llama Scope, 50 Gemma Scope, 10 vocabulary head).
+tau divides the student scores only; it is the model config's `model.tau` (paper: 80 Llama Scope,
+50 Gemma Scope, 10 vocabulary head).
 The regularisers are `MeasuredFlopsLoss`: the stack's FLOPS loss, also recording the FLOPS value and
 the L0 of the pooled vectors for the training log.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import torch
 from sentence_transformers import SparseEncoder
@@ -23,23 +22,6 @@ from sentence_transformers.sparse_encoder.losses import (
     SparseMultipleNegativesRankingLoss,
     SpladeLoss,
 )
-
-LLAMA_SCOPE_TEMPERATURE = 80.0
-GEMMA_SCOPE_TEMPERATURE = 50.0
-VOCABULARY_TEMPERATURE = 10.0
-
-
-def default_temperature(model_cfg: Mapping) -> float:
-    """The paper's student temperature for a model config: 10 for a vocabulary head, 80 for a
-    Llama Scope SAE (release name contains `llama`), 50 for any other SAE (Gemma Scope and SAEs
-    trained on Gemma, like the embedded one)."""
-    kind = model_cfg.get("kind")
-    if kind in ("splade_llm", "splade_mlm"):
-        return VOCABULARY_TEMPERATURE
-    if kind != "splare":
-        raise ValueError(f"model.kind '{kind}' cannot be trained; trainable kinds: splare, splade_llm")
-    release = str((model_cfg.get("sae") or {}).get("release") or "")
-    return LLAMA_SCOPE_TEMPERATURE if "llama" in release.lower() else GEMMA_SCOPE_TEMPERATURE
 
 
 def flops(embeddings: torch.Tensor) -> torch.Tensor:
@@ -99,15 +81,21 @@ def build_loss(
     lambda_query: float,
     lambda_document: float,
     teacher_temperature: float = 1.0,
+    gather_across_devices: bool = False,
 ) -> SpladeLoss:
     """`SpladeLoss` around the KL (with teacher scores) or contrastive (without) main loss, with
-    `MeasuredFlopsLoss` regularisers weighted `lambda_query` / `lambda_document`."""
+    `MeasuredFlopsLoss` regularisers weighted `lambda_query` / `lambda_document`.
+
+    `gather_across_devices` (DDP): the contrastive loss scores each query against the documents of
+    every process, so in-batch negatives span the global batch as in single-process training."""
     if not temperature > 0:
-        raise ValueError(f"train.temperature must be > 0, got {temperature}")
+        raise ValueError(f"model.tau must be > 0, got {temperature}")
     main: torch.nn.Module = (
         StudentTemperatureKLDivLoss(model, temperature, teacher_temperature)
         if distill
-        else SparseMultipleNegativesRankingLoss(model, scale=1.0 / temperature)
+        else SparseMultipleNegativesRankingLoss(
+            model, scale=1.0 / temperature, gather_across_devices=gather_across_devices
+        )
     )
     return SpladeLoss(
         model,

@@ -1,19 +1,28 @@
 """The trainable encoder: `models.build_encoder` + a peft LoRA on the backbone, everything else frozen.
 
 Only the LoRA matrices train: the backbone's base weights, the SAE (SPLARE) and the LM head /
-embeddings (vocabulary head) stay frozen. The adapter is saved with peft's `save_pretrained` and
-loads back through `model.backbone.adapter=<folder>` (`CausalLMBackbone.apply_adapter`).
+embeddings (vocabulary head) stay frozen. The LoRA is fresh, or continues an existing adapter
+(`train.init_adapter`, e.g. the MNTP stage's). The adapter is saved with peft's `save_pretrained`
+and loads back through `model.backbone.adapter=<folder>` (`CausalLMBackbone.apply_adapter`).
+Every adapter folder written here also holds `adapter_origin.json`: the backbone it was trained
+on and the read-out layer (null for a full-model stage such as MNTP), checked before reuse.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from sentence_transformers import SparseEncoder
 
 import models
 from models.backbone import CausalLMBackbone
+
+ORIGIN_FILE = "adapter_origin.json"
 
 TRAINABLE_KINDS = ("splare", "splade_llm")
 
@@ -26,7 +35,8 @@ def check_trainable(model_cfg: Mapping) -> None:
     if (model_cfg.get("backbone") or {}).get("adapter"):
         raise ValueError(
             "training starts from the base backbone: unset model.backbone.adapter "
-            f"(got {model_cfg['backbone']['adapter']}); it would be merged and then lost on reload"
+            f"(got {model_cfg['backbone']['adapter']}; it would be merged and then lost on reload); "
+            "continue an adapter with train.init_adapter"
         )
 
 
@@ -55,23 +65,83 @@ def add_lora(encoder: SparseEncoder, config: LoraConfig) -> PeftModel:
     return backbone.model
 
 
-def trainable_encoder(model_cfg: Mapping, config: LoraConfig, max_length: int) -> SparseEncoder:
-    """`models.build_encoder(model_cfg)` with a LoRA on the backbone, truncating at `max_length` tokens."""
+def same_backbone(a: str, b: str) -> bool:
+    """Whether two backbone sources (hub ids or local folders) name the same weights."""
+    if os.path.isdir(a) and os.path.isdir(b):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return a == b
+
+
+def origin(source: str, layer: int | None, stage: str) -> dict[str, Any]:
+    """What `adapter_origin.json` records: backbone source, read-out layer (None: any), stage."""
+    return {"backbone": source, "layer": layer, "stage": stage}
+
+
+def check_init_adapter(folder: str, source: str, layer: int) -> dict[str, Any]:
+    """The origin record of adapter `folder`; one-line ValueError unless it is a peft adapter
+    trained on backbone `source` for read-out layer `layer` (or for the full model). No weights load."""
+    path = Path(folder).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise ValueError(f"train.init_adapter={folder}: not a peft adapter folder (no adapter_config.json)")
+    record_path = path / ORIGIN_FILE
+    if record_path.is_file():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    else:
+        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        record = origin(str(base.get("base_model_name_or_path") or ""), None, "unknown")
+    if not same_backbone(str(record["backbone"]), source):
+        raise ValueError(
+            f"train.init_adapter={folder} was trained on backbone '{record['backbone']}', "
+            f"not on this model's '{source}'"
+        )
+    if record.get("layer") is not None and record["layer"] != layer:
+        raise ValueError(
+            f"train.init_adapter={folder} was trained for read-out layer {record['layer']}, "
+            f"but model.backbone.layer={layer}"
+        )
+    return record
+
+
+def continue_lora(encoder: SparseEncoder, folder: str) -> PeftModel:
+    """Freeze `encoder` and load adapter `folder` onto its backbone as the trainable LoRA.
+
+    Adapters saved from a `*ForCausalLM` (MNTP: keys `model.layers...`) or from the base model
+    load alike; weights of layers above the read-out layer are not used.
+    """
+    encoder.requires_grad_(False)
+    backbone = backbone_of(encoder)
+    backbone.model = PeftModel.from_pretrained(
+        backbone.model, folder, is_trainable=True, key_mapping={r"^model\.": ""}
+    )
+    return backbone.model
+
+
+def trainable_encoder(
+    model_cfg: Mapping, config: LoraConfig, max_length: int, init_adapter: str | None = None
+) -> SparseEncoder:
+    """`models.build_encoder(model_cfg)` with a LoRA on the backbone (fresh with `config`, or
+    continuing `init_adapter`), truncating at `max_length` tokens."""
     check_trainable(model_cfg)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"train.max_length must be an integer >= 2, got {max_length!r}")
     encoder = models.build_encoder(model_cfg, training=True)
-    add_lora(encoder, config)
+    if init_adapter:
+        continue_lora(encoder, init_adapter)
+    else:
+        add_lora(encoder, config)
     encoder.max_seq_length = max_length
     return encoder
 
 
-def save_adapter(encoder: SparseEncoder, folder: str) -> None:
-    """Write the backbone's LoRA (`adapter_config.json`, `adapter_model.safetensors`) to `folder`."""
+def save_adapter(encoder: SparseEncoder, folder: str, record: Mapping[str, Any] | None = None) -> None:
+    """Write the backbone's LoRA (`adapter_config.json`, `adapter_model.safetensors`) to `folder`,
+    with its origin `record` (`origin(...)`) as `adapter_origin.json` when given."""
     model = backbone_of(encoder).model
     if not isinstance(model, PeftModel):
         raise TypeError("the encoder's backbone carries no LoRA adapter to save")
     model.save_pretrained(folder)
+    if record is not None:
+        (Path(folder) / ORIGIN_FILE).write_text(json.dumps(dict(record), indent=2), encoding="utf-8")
 
 
 def count_parameters(encoder: SparseEncoder) -> tuple[int, int]:
