@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.paths import REPO_ROOT
-from harness.results import git_revision
+from harness.results import git_state
 
 MODELS = ("splare_tiny", "splade_tiny_llm")
 
@@ -70,7 +70,7 @@ def eval_command(args: argparse.Namespace, model: str, results: Path, adapter: P
 def train_command(args: argparse.Namespace, model: str, adapter: Path) -> list[str]:
     """`python -m harness.train` with the budget shared by every model of the comparison."""
     return [
-        sys.executable, "-m", "harness.train", f"model={model}", f"data={args.data}",
+        sys.executable, "-m", "harness.train", f"model={model}", f"data={args.data}", "train=smoke",
         f"train.steps={args.steps}", f"train.batch_size={args.batch_size}",
         f"train.max_length={args.max_length}", f"train.lr={args.lr}", f"train.seed={args.seed}",
         f"train.logging_steps={max(1, args.steps // 10)}", f"train.eval_pairs={args.eval_pairs}",
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/controlled_run.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {version('torch')}",
         "date": time.strftime("%Y-%m-%d"),
-        "git": git_revision() or "unknown",
+        "git": git_state() or "unknown",
         "rows": rows,
     }
     (out / "controlled_run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
