@@ -1,10 +1,12 @@
 """A Hugging Face causal LM cut after decoder layer `l`, as a sentence-transformers input module.
 
 Only layers 0..l are built and loaded (`config.num_hidden_layers = l + 1`), so nothing above the
-read-out layer is ever computed. The module emits the residual stream after layer `l`
-(`token_embeddings`, `[batch, tokens, hidden]`), or the same after the model's final norm when a
-vocabulary head follows (`final_norm=True`), plus a `pooling_mask` (`[batch, tokens]`, bool) that
-excludes padding and BOS.
+read-out layer is read from disk or computed; with `device` the weights go straight there. The
+module emits the residual stream after layer `l` (`token_embeddings`, `[batch, tokens, hidden]`),
+or the same after the model's final norm when a vocabulary head follows (`final_norm=True`), plus
+a `pooling_mask` (`[batch, tokens]`, bool) that excludes padding and BOS. Causal or bidirectional
+attention is realised per family by `models.attention`; a probe at construction checks that the
+read-out is what it claims (`check_readout`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import transformers
 from sentence_transformers.base.modules.input_module import InputModule
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from models import attention
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def torch_dtype(name: str | torch.dtype) -> torch.dtype:
-    """`torch.dtype` for a config string (`float32`, `bfloat16`, `float16`); one-line error otherwise."""
+    """`torch.dtype` of a config string (`float32`, `bfloat16`, `float16`); one-line error else."""
     if isinstance(name, torch.dtype):
         return name
     if name not in DTYPES:
@@ -43,21 +47,28 @@ def check_layer(config: PretrainedConfig, layer: int, source: str) -> None:
         )
 
 
-def truncated_config(source: str, layer: int, bidirectional: bool) -> PretrainedConfig:
-    """The config of `source` with only decoder layers 0..`layer`, bidirectional where it has a flag.
+def truncated_config(
+    source: str, layer: int, bidirectional: bool, attn_implementation: str | None = None
+) -> PretrainedConfig:
+    """The config of `source` with only decoder layers 0..`layer`, and the attention mode set.
 
+    Fails in one line, before any weights load, for a layer out of range, an unsupported family
+    or an attention implementation that cannot honour the mode (`attention.check_attention`).
     The config is rebuilt from its dict so that flags read at construction (Gemma 3's
-    `use_bidirectional_attention` halves the sliding window there) take effect.
+    `use_bidirectional_attention` halves the sliding window there) take effect. A config-level
+    `is_causal` is dropped: transformers would turn every causal mask bidirectional with it.
     """
     config = AutoConfig.from_pretrained(source)
     check_layer(config, layer, source)
+    attention.check_attention(config, bidirectional, attn_implementation)
     updates: dict[str, Any] = {"num_hidden_layers": layer + 1, "tie_last_hidden_states": False}
     layer_types = getattr(config, "layer_types", None)
     if layer_types is not None:
         updates["layer_types"] = list(layer_types)[: layer + 1]
-    if hasattr(config, "use_bidirectional_attention"):
-        updates["use_bidirectional_attention"] = bidirectional
-    return type(config).from_dict({**config.to_dict(), **updates})
+    updates.update(attention.config_updates(config, bidirectional))
+    settings = {**config.to_dict(), **updates}
+    settings.pop("is_causal", None)
+    return type(config).from_dict(settings)
 
 
 HUB_KEYS = ("token", "cache_folder", "revision", "local_files_only")
@@ -72,8 +83,31 @@ def saved_module_files(
     return settings, module_cls.load_dir_path(path, subfolder=subfolder, **hub)
 
 
+def load_kwargs(
+    config: PretrainedConfig,
+    dtype: str | torch.dtype,
+    attn_implementation: str | None,
+    device: str | torch.device | None,
+) -> dict[str, Any]:
+    """`from_pretrained` keyword arguments: the truncated config, dtype, the family's attention
+    implementation, and `device_map` so that weights stream straight onto `device`."""
+    kwargs: dict[str, Any] = {
+        "config": config,
+        "dtype": torch_dtype(dtype),
+        "attn_implementation": attention.resolve_implementation(config, attn_implementation),
+    }
+    if device is not None:
+        kwargs["device_map"] = {"": torch.device(device)}
+    return kwargs
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-2) -> bool:
+    """Whether `a` and `b` (same shape) agree to `tol` relative Frobenius error."""
+    return bool((a - b).norm() <= tol * b.norm().clamp_min(1e-12))
+
+
 def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
-    """Tokenizer of a decoder model, padded on the right (positions stay 0..n-1) with a pad token."""
+    """Tokenizer of a decoder model, padded on the right (positions stay 0..n-1), pad token set."""
     tokenizer = AutoTokenizer.from_pretrained(source)
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
@@ -82,20 +116,26 @@ def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
 
 
 class CausalLMBackbone(InputModule):
-    """Decoder LM truncated after layer `layer` (0-based, = SAE hook `blocks.{layer}.hook_resid_post`).
+    """Decoder LM cut after layer `layer` (0-based; the SAE hook `blocks.{layer}.hook_resid_post`).
 
     Args:
-        model: the truncated base model (e.g. `LlamaModel`, `Gemma3TextModel`) with `layer + 1` layers.
+        model: the truncated base model (e.g. `LlamaModel`, `Gemma3TextModel`), `layer + 1`
+            layers, of a family in `models.attention.FAMILIES`, loaded with an
+            `attn_implementation` that family offers (Gemma 3: its flag set to `bidirectional`).
         tokenizer: its tokenizer (right padding, pad token set).
         layer: read-out layer index.
         max_seq_length: truncation length in tokens.
-        bidirectional: attend to all non-padding tokens. Uses the config flag where the architecture
-            has one (Gemma 3), otherwise replaces the causal mask with a padding-only mask.
+        bidirectional: attend to all non-padding tokens (sliding-window layers: within half the
+            window on either side), as `models.attention` realises it for the family; else causal.
         final_norm: emit the final-norm output (for an LM head) instead of the raw residual stream.
+
+    Construction runs `check_readout` (a one-text forward).
     """
 
     config_file_name = "causal_lm_backbone.json"
-    config_keys: ClassVar[list[str]] = ["layer", "max_seq_length", "bidirectional", "final_norm"]
+    config_keys: ClassVar[list[str]] = [
+        "layer", "max_seq_length", "bidirectional", "final_norm", "attn_implementation",
+    ]
 
     def __init__(
         self,
@@ -110,19 +150,21 @@ class CausalLMBackbone(InputModule):
         n_layers = model.config.num_hidden_layers
         if n_layers != layer + 1:
             raise ValueError(f"backbone has {n_layers} layers, expected layer + 1 = {layer + 1}")
+        self.attn_implementation = model.config._attn_implementation
+        attention.check_attention(model.config, bidirectional, self.attn_implementation)
+        flag = attention.family_of(model.config)[1].flag
+        if flag and bool(getattr(model.config, flag)) != bidirectional:
+            raise ValueError(
+                f"the model was built with {flag}={getattr(model.config, flag)} but "
+                f"bidirectional={bidirectional}; build it from truncated_config(...)"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.layer = layer
         self.max_seq_length = max_seq_length
         self.bidirectional = bidirectional
         self.final_norm = final_norm
-        self._config_flag = hasattr(model.config, "use_bidirectional_attention")
-        attention = model.config._attn_implementation or ""
-        if bidirectional and not self._config_flag and "flash" in attention:
-            raise ValueError(
-                f"bidirectional attention needs a mask, which attn_implementation='{attention}' "
-                "ignores; use sdpa or eager"
-            )
+        self.check_readout()
 
     @classmethod
     def from_pretrained(
@@ -133,11 +175,56 @@ class CausalLMBackbone(InputModule):
         max_seq_length: int = 1024,
         bidirectional: bool = True,
         final_norm: bool = False,
+        attn_implementation: str | None = None,
+        device: str | torch.device | None = None,
     ) -> CausalLMBackbone:
-        """Load layers 0..`layer` of the HF model at `source` (hub id or folder), nothing above."""
-        config = truncated_config(source, layer, bidirectional)
-        model = AutoModel.from_pretrained(source, config=config, dtype=torch_dtype(dtype))
+        """Load layers 0..`layer` of the HF model at `source` (hub id or folder), nothing above.
+
+        `attn_implementation=None` picks the family's default (`attention.resolve_implementation`).
+        `device` (e.g. `cuda:0`) loads the weights straight onto it, never whole into host RAM.
+        """
+        config = truncated_config(source, layer, bidirectional, attn_implementation)
+        kwargs = load_kwargs(config, dtype, attn_implementation, device)
+        model = AutoModel.from_pretrained(source, **kwargs)
         return cls(model, load_tokenizer(source), layer, max_seq_length, bidirectional, final_norm)
+
+    @torch.no_grad()
+    def check_readout(self) -> None:
+        """Fail in one line unless `forward` emits the state it claims, on a one-text probe.
+
+        The reference is taken independently of transformers' `hidden_states` bookkeeping: a hook
+        on decoder layer `layer` captures its output (the raw residual stream) and the model's
+        final norm is applied to it. `token_embeddings` must match the raw stream (or, with
+        `final_norm`, its norm) to 1% relative error. Transformers < 5.18 ignores
+        `tie_last_hidden_states=False` and returns the normed state as `hidden_states[-1]`.
+        """
+        captured: list[torch.Tensor] = []
+
+        def keep(module, args, output):
+            captured.append(output[0] if isinstance(output, tuple) else output)
+
+        features = self.preprocess(["The read-out check runs one short probe sentence."])
+        device = self.model.get_input_embeddings().weight.device
+        features = {name: t.to(device) for name, t in features.items()}
+        handle = self.model.layers[self.layer].register_forward_hook(keep)
+        try:
+            got = self.forward(dict(features))["token_embeddings"].float()
+        finally:
+            handle.remove()
+        raw = captured[-1]
+        normed = self.model.norm(raw).float()
+        expected, other = (normed, raw.float()) if self.final_norm else (raw.float(), normed)
+        if _close(got, expected):
+            return
+        what = "final-norm output" if self.final_norm else "raw residual stream"
+        found = "the " + ("raw residual stream" if self.final_norm else "final-norm output")
+        if not _close(got, other):
+            found = "neither the raw residual stream nor its final norm"
+        raise RuntimeError(
+            f"read-out check failed: token_embeddings after layer {self.layer} are {found}, "
+            f"expected the {what} (transformers {transformers.__version__}; hidden_states[-1] "
+            "is the raw stream only where tie_last_hidden_states=False is honoured, >= 5.18)"
+        )
 
     def apply_adapter(self, adapter: str) -> None:
         """Apply a peft LoRA adapter and merge it into the weights.
@@ -169,11 +256,9 @@ class CausalLMBackbone(InputModule):
         input_ids = features["input_ids"]
         attention_mask = features["attention_mask"]
         inputs_embeds = self.model.get_input_embeddings()(input_ids)
-        mask: torch.Tensor | None = attention_mask
-        if self.bidirectional and not self._config_flag:
-            mask = create_bidirectional_mask(
-                self.model.config, inputs_embeds, attention_mask, allow_is_bidirectional_skip=False
-            )
+        mask = attention.model_attention_mask(
+            self.model.config, self.bidirectional, inputs_embeds, attention_mask
+        )
         output = self.model(
             inputs_embeds=inputs_embeds,
             attention_mask=mask,
@@ -207,7 +292,14 @@ class CausalLMBackbone(InputModule):
         model_kwargs: dict[str, Any] | None = None,
         **kwargs,
     ) -> CausalLMBackbone:
-        """Load a saved backbone; `model_kwargs={"dtype": "bfloat16"}` picks the dtype (default float32)."""
+        """Load a saved backbone (settings, attention included, from its config json).
+
+        `model_kwargs={"dtype": "bfloat16", "device_map": "cuda:0"}` picks the dtype (default
+        float32) and the device the weights load straight onto (default: host, then moved).
+        """
         settings, folder = saved_module_files(cls, model_name_or_path, subfolder, kwargs)
-        dtype = (model_kwargs or {}).get("dtype", "float32")
-        return cls.from_pretrained(str(Path(folder)), dtype=dtype, **settings)
+        model_kwargs = model_kwargs or {}
+        return cls.from_pretrained(
+            str(Path(folder)), dtype=model_kwargs.get("dtype", "float32"),
+            device=model_kwargs.get("device_map"), **settings,
+        )

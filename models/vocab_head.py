@@ -15,6 +15,7 @@ from sentence_transformers.base.modules.module import Module
 
 from models.backbone import (
     CausalLMBackbone,
+    load_kwargs,
     load_tokenizer,
     saved_module_files,
     torch_dtype,
@@ -157,12 +158,19 @@ def load_with_lm_head(
     max_seq_length: int = 1024,
     bidirectional: bool = True,
     chunk_tokens: int = 256,
+    attn_implementation: str | None = None,
+    device: str | torch.device | None = None,
 ) -> tuple[CausalLMBackbone, VocabLogitsPooling]:
-    """Layers 0..`layer` of the causal LM at `source` (final norm kept) and its LM head as a SPLADE head."""
+    """Layers 0..`layer` of the causal LM at `source` (final norm kept), its LM head as a SPLADE head.
+
+    `attn_implementation` and `device` as in `CausalLMBackbone.from_pretrained`.
+    """
     from transformers import AutoModelForCausalLM
 
-    config = truncated_config(source, layer, bidirectional)
-    lm = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype(dtype))
+    config = truncated_config(source, layer, bidirectional, attn_implementation)
+    lm = AutoModelForCausalLM.from_pretrained(
+        source, **load_kwargs(config, dtype, attn_implementation, device)
+    )
     head = lm.get_output_embeddings()
     tied = head.weight is lm.get_input_embeddings().weight
     backbone = CausalLMBackbone(
