@@ -303,3 +303,70 @@ def test_readout_check_trips_on_a_raw_state_for_the_lm_head(lm_dirs):
     loaded = _backbone(lm_dirs, "qwen2", "sdpa", bidirectional=False)
     with pytest.raises(RuntimeError, match=r"are the raw residual stream, expected the final-norm"):
         ReadsRaw(loaded.model, loaded.tokenizer, LAYER, bidirectional=False, final_norm=True)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _recording_safe_open(real, read: list[str]):
+    """A `safetensors.safe_open` that appends to `read` the key of every tensor materialised."""
+
+    class Slice:
+        def __init__(self, key: str, lazy) -> None:
+            self._key, self._lazy = key, lazy
+
+        def __getitem__(self, index):
+            read.append(self._key)
+            return self._lazy[index]
+
+        def __getattr__(self, name: str):
+            return getattr(self._lazy, name)
+
+    class File:
+        def __init__(self, *args, **kwargs) -> None:
+            self._file = real(*args, **kwargs)
+
+        def get_slice(self, key: str) -> Slice:
+            return Slice(key, self._file.get_slice(key))
+
+        def get_tensor(self, key: str) -> torch.Tensor:
+            read.append(key)
+            return self._file.get_tensor(key)
+
+        def __getattr__(self, name: str):
+            return getattr(self._file, name)
+
+    return File
+
+
+@pytest.mark.parametrize("with_lm_head", [False, True], ids=["backbone", "lm_head"])
+def test_only_layers_up_to_the_cut_are_read_from_disk(tmp_path, monkeypatch, with_lm_head):
+    import transformers.modeling_utils
+
+    folder = save_tiny_lm(tmp_path / "llama", WORDS, arch="llama", hidden=HIDDEN, n_layers=4)
+    full = AutoModelForCausalLM.from_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    full.save_pretrained(folder, max_shard_size="20KB")  # one shard per few tensors
+    assert len(list(folder.glob("model-*.safetensors"))) > 4
+    materialised: list[str] = []
+    recording = _recording_safe_open(transformers.modeling_utils.safe_open, materialised)
+    monkeypatch.setattr(transformers.modeling_utils, "safe_open", recording)
+    if with_lm_head:
+        backbone, head = load_with_lm_head(str(folder), LAYER, bidirectional=False, device="cpu")
+        assert head.weight.device == torch.device("cpu")
+    else:
+        backbone = CausalLMBackbone.from_pretrained(
+            str(folder), LAYER, bidirectional=False, device="cpu"
+        )
+    read = set(materialised)
+    assert {k.split(".")[2] for k in read if k.startswith("model.layers.")} == {"0", "1"}
+    assert "model.embed_tokens.weight" in read and "model.norm.weight" in read
+    assert ("lm_head.weight" in read) == with_lm_head
+    assert {p.device for p in backbone.parameters()} == {torch.device("cpu")}
+    with torch.no_grad():
+        reference = full(**backbone.preprocess([TARGET]), output_hidden_states=True)
+        expected = reference.hidden_states[LAYER + 1]
+        if with_lm_head:
+            expected = full.model.norm(expected)
+        got = backbone.eval()(backbone.preprocess([TARGET]))["token_embeddings"]
+    torch.testing.assert_close(got, expected)
