@@ -78,6 +78,15 @@ def train_command(args: argparse.Namespace, model: str, adapter: Path) -> list[s
     ]
 
 
+def repo_relative(path: Path) -> Path:
+    """How the commands (run from the repository root) name `path`: relative to the repository
+    when inside it (records never hold the checkout's absolute path), else absolute."""
+    try:
+        return path.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        return path.resolve()
+
+
 def read_scores(results: Path) -> dict[str, float]:
     """Main score per task of every mteb result file under `results` (one model, one stage)."""
     from mteb.results import TaskResult
@@ -257,11 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     check_models(args.models)
     out = (args.out or REPO_ROOT / "results" / "controlled" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    where = repo_relative(out)  # `out` as the recorded commands name it
     rows = []
     for model in args.models:
         # a unique adapter folder name: the harness names variants (and encoding caches) after it
-        adapter = out / f"{model}_{out.name}"
-        before, after = out / "results" / f"{model}_before", out / "results" / f"{model}_after"
+        adapter = where / f"{model}_{out.name}"
+        before, after = where / "results" / f"{model}_before", where / "results" / f"{model}_after"
         commands = [eval_command(args, model, before, None), train_command(args, model, adapter),
                     eval_command(args, model, after, adapter)]
         seconds = [run(c, args.dry_run, out / f"{model}_{stage}.log")
@@ -271,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({
             "model": model,
             "adapter": adapter.name,
-            "before": read_scores(before),
-            "after": read_scores(after),
+            "before": read_scores(REPO_ROOT / before),
+            "after": read_scores(REPO_ROOT / after),
             "train_seconds": seconds[1],
             "eval_seconds": [seconds[0], seconds[2]],
             "commands": [" ".join(["python", *c[1:]]) for c in commands],
