@@ -21,6 +21,7 @@ import torch
 from sentence_transformers import SparseEncoder
 from transformers import AutoConfig
 
+from models.attention import check_attention
 from models.backbone import CausalLMBackbone, check_layer, torch_dtype
 from models.hub import HubUnavailableError, hub_reachable, require_local_or_hub
 from models.sae_pooling import SaeLatentPooling, check_sae_fits, load_sae, read_sae_config
@@ -137,11 +138,14 @@ def load_encoder(
 
 
 def check_parts(spec: ModelSpec, parts: Resolved) -> None:
-    """Checks that need configs but no weights: layer range, SAE width and hook layer."""
+    """Checks that need configs but no weights: the family and attention implementation for the
+    attention mode, layer range, SAE width and hook layer."""
     if parts.checkpoint or not spec.kind.decoder:
         return
     config = AutoConfig.from_pretrained(parts.backbone)
-    check_layer(config, spec.backbone.layer, parts.backbone)
+    b = spec.backbone
+    check_attention(config, b.attention == "bidirectional", b.attn_implementation)
+    check_layer(config, b.layer, parts.backbone)
     if spec.sae is not None:
         sae_cfg = read_sae_config(parts.sae_release, parts.sae_id, parts.sae_path)
         check_sae_fits(sae_cfg, config.hidden_size, spec.backbone.layer, parts.sae_label)
@@ -167,7 +171,7 @@ def build_encoder(model: Mapping | ModelSpec, training: bool = False) -> SparseE
     elif spec.kind.head == "sae":
         body = CausalLMBackbone.from_pretrained(
             parts.backbone, b.layer, dtype=b.dtype, max_seq_length=b.max_length,
-            bidirectional=bidirectional,
+            bidirectional=bidirectional, attn_implementation=b.attn_implementation, device=device,
         )
         sae = load_sae(parts.sae_release, parts.sae_id, parts.sae_path, dtype=b.dtype)
         pooling = SaeLatentPooling(sae, **_chunk(spec))
@@ -175,7 +179,8 @@ def build_encoder(model: Mapping | ModelSpec, training: bool = False) -> SparseE
     else:
         body, head = load_with_lm_head(
             parts.backbone, b.layer, dtype=b.dtype, max_seq_length=b.max_length,
-            bidirectional=bidirectional, **_chunk(spec),
+            bidirectional=bidirectional, attn_implementation=b.attn_implementation,
+            device=device, **_chunk(spec),
         )
         encoder = SparseEncoder(modules=[body, head], device=device)
     if parts.adapter:

@@ -150,3 +150,27 @@ def test_a_changed_input_is_a_new_result_folder(parts, tmp_path):
 
     run(compose_config([*base, "model.backbone.dtype=float32"]), offline=True)
     assert len(result_dirs(tmp_path / "r")) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("model.backbone.attn_implementation=flash_attention_2",
+          "model.backbone.bidirectional=true"), "flash_attention_2"),
+        (("model.backbone.attn_implementation=sdpa",), "sdpa"),  # Gemma 2's soft-capping
+    ],
+)
+def test_attention_that_cannot_be_honoured_fails_before_loading(parts, tmp_path, monkeypatch,
+                                                                 extra, message):
+    from models import build
+
+    def never(*args, **kwargs):
+        raise AssertionError("weights loaded before the attention check")
+
+    monkeypatch.setattr(build.CausalLMBackbone, "from_pretrained", never)
+    cfg = compose_config(overrides("splare_gemma2_2b", parts["gemma2"], tmp_path / "r",
+                                   tmp_path / "c", f"model.sae.path={parts['sae']}", *extra))
+    with pytest.raises(ValueError, match=message) as info:
+        run(cfg, offline=True)
+    assert "\n" not in str(info.value) and "valid choices" in str(info.value)
+    assert not (tmp_path / "r" / "results").exists() or not result_dirs(tmp_path / "r")
