@@ -19,6 +19,7 @@ incompatible harness (or by one that predates the marker) is refused in one line
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -269,17 +270,21 @@ class RunLog:
         """Record in `provenance.json` that this run writes `staged` as `task_file`; per
         split/subset, the run that computed the score (this one, or whoever the entry named)."""
         index_path = self.folder / PROVENANCE_FILE
-        index = read_provenance(self.folder)
-        before = index.get(task_file.name, {}).get("subsets", {})
-        subsets = {}
-        for split, scores in sorted(result.scores.items()):
-            for score in scores:
-                key = f"{split}/{score['hf_subset']}"
-                mine = (result.task_name, split, score["hf_subset"]) in self.computed
-                subsets[key] = self.run_id if mine else before.get(key, self.run_id)
-        index[task_file.name] = {"run": self.run_id, "sha256": file_sha256(staged),
-                                 "subsets": subsets}
-        atomic_write_text(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        # jobs of one sweep (e.g. task shards) share a revision folder: update under a lock
+        with (self.folder / f".{PROVENANCE_FILE}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            index = read_provenance(self.folder)
+            before = index.get(task_file.name, {}).get("subsets", {})
+            subsets = {}
+            for split, scores in sorted(result.scores.items()):
+                for score in scores:
+                    key = f"{split}/{score['hf_subset']}"
+                    mine = (result.task_name, split, score["hf_subset"]) in self.computed
+                    subsets[key] = self.run_id if mine else before.get(key, self.run_id)
+            index[task_file.name] = {"run": self.run_id, "sha256": file_sha256(staged),
+                                     "subsets": subsets}
+            atomic_write_text(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
 def read_provenance(folder: Path) -> dict[str, Any]:
