@@ -16,7 +16,7 @@ ARGS ?=
 comma := ,
 MULTIRUN = $(if $(findstring $(comma),$(MODEL)),-m,)
 
-.PHONY: setup prepare test lint mmteb sweep-topk tasks report train controlled-run bench bench-search bench-encode
+.PHONY: setup prepare test lint mmteb sweep-topk tasks report train mntp controlled-run bench bench-search bench-encode
 
 setup: $(VENV)/.installed prepare
 
@@ -54,6 +54,10 @@ report:
 DATA ?= embedded_pairs
 train:
 	$(PY) -m harness.train model=$(if $(filter command line environment,$(origin MODEL)),$(MODEL),splare_tiny) data=$(DATA) $(ARGS)
+
+# MNTP pre-stage (LLM2Vec: masked next-token prediction, bidirectional, LoRA) -> train.init_adapter.
+mntp:
+	$(PY) -m harness.train mntp model=$(if $(filter command line environment,$(origin MODEL)),$(MODEL),splare_tiny) $(ARGS)
 
 # Latent vs vocabulary head on Gemma-3-270M: same data, steps and budget; evaluated before/after.
 controlled-run:

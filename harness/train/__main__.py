@@ -7,11 +7,13 @@ Examples:
     torchrun --nproc_per_node 8 -m harness.train model=splare7b data=msmarco_bge_kd \\
         train.output_dir=/ckpt/splare7b                            # DDP, global batch 128
     python -m harness.train --cfg job                              # print the composed config
+    python -m harness.train mntp model=splare7b                    # the MNTP pre-stage (conf/mntp.yaml)
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -32,8 +34,22 @@ def _app(cfg: DictConfig) -> None:
         train(cfg)
 
 
+@hydra.main(config_path="../../conf", config_name="mntp", version_base="1.3")
+def _mntp_app(cfg: DictConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    with one_line_errors():
+        configure_offline(cfg.mntp.hub)  # before HF libraries read the offline flags
+        from harness.train.mntp import mntp
+
+        mntp(cfg)
+
+
 def main() -> None:
-    main_with_checked_groups(_app, GROUPS)
+    if sys.argv[1:2] == ["mntp"]:
+        sys.argv.pop(1)
+        main_with_checked_groups(_mntp_app, ("model",))
+    else:
+        main_with_checked_groups(_app, GROUPS)
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ class JsonlLogCallback(TrainerCallback):
             handle.write(json.dumps({"step": state.global_step, **(logs or {})}) + "\n")
 
 
-def _checked_int(value: Any, key: str, minimum: int = 1, allow_none: bool = False) -> int | None:
+def checked_int(value: Any, key: str, minimum: int = 1, allow_none: bool = False) -> int | None:
     """`value` if it is an integer >= `minimum` (or None when allowed); else a one-line ValueError."""
     if value is None and allow_none:
         return None
@@ -132,14 +132,14 @@ def use_bf16(precision: str) -> bool:
 
 def check_train_config(train_cfg: Mapping) -> None:
     """Validate the `train:` settings in one line each, before anything is loaded."""
-    _checked_int(train_cfg.get("eval_pairs", 0), "train.eval_pairs", minimum=0)
-    _checked_int(train_cfg.get("steps"), "train.steps", allow_none=True)
-    _checked_int(train_cfg.get("epochs"), "train.epochs")
-    batch = _checked_int(train_cfg.get("batch_size"), "train.batch_size")
-    _checked_int(train_cfg.get("logging_steps"), "train.logging_steps")
-    _checked_int(train_cfg.get("max_length"), "train.max_length")
-    _checked_int(train_cfg.get("negatives"), "train.negatives", minimum=0, allow_none=True)
-    _checked_int(train_cfg.get("save_steps"), "train.save_steps", allow_none=True)
+    checked_int(train_cfg.get("eval_pairs", 0), "train.eval_pairs", minimum=0)
+    checked_int(train_cfg.get("steps"), "train.steps", allow_none=True)
+    checked_int(train_cfg.get("epochs"), "train.epochs")
+    batch = checked_int(train_cfg.get("batch_size"), "train.batch_size")
+    checked_int(train_cfg.get("logging_steps"), "train.logging_steps")
+    checked_int(train_cfg.get("max_length"), "train.max_length")
+    checked_int(train_cfg.get("negatives"), "train.negatives", minimum=0, allow_none=True)
+    checked_int(train_cfg.get("save_steps"), "train.save_steps", allow_none=True)
     processes = world_size()
     if batch % processes:
         raise ValueError(
