@@ -58,7 +58,11 @@ def build_model(cfg: DictConfig, results_root: Path, spec: ModelSpec | None = No
     cache = AtomicResultCache(results_root)
     if not spec.kind.encoder:
         model = mteb.get_model(BM25_MODEL)
-        return model, cache, model_results_dir(cache, model.mteb_model_meta) / RECORD_SUBDIR
+        stats_dir = model_results_dir(cache, model.mteb_model_meta) / RECORD_SUBDIR
+        # mteb's bm25s searches itself: `cfg.search` is not used, the record says so.
+        record = variant_record(spec, model.mteb_model_meta, {"name": "bm25s"})
+        atomic_write_text(stats_dir / VARIANT_FILE, json.dumps(record, indent=2, sort_keys=True))
+        return model, cache, stats_dir
 
     import models
     from harness.search import SparseSearchModel, search_code_digest

@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="Hydra run folders (or result revision folders) to report; default: everything")
     build.add_argument("--out", type=Path, default=Path("reports"))
     build.add_argument("--reference", type=Path, default=REFERENCE_CSV)
+    build.add_argument("--leaderboard", type=Path, default=None,
+                       help="MTEB leaderboard CSV (default: ../shared/reference/leaderboard_sparse_scores.csv "
+                            "when present)")
     build.add_argument("--counterpart", action="append", default=[], metavar="MODEL=PAPER_MODEL",
                        help="paper model a measured model reproduces (e.g. harness/x=SPLARE-7B)")
     ref = sub.add_parser("reference", help="rewrite results/reference/ from the shared paper CSV")
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             from harness.reports.build import build_report
 
             print(build_report(args.name, args.results, args.runs, args.out, args.reference,
-                               _families(args.counterpart)))
+                               _families(args.counterpart), leaderboard_path=args.leaderboard))
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -7,17 +7,18 @@ Nothing is recomputed: scores come from mteb TaskResult files, efficiency from t
 from __future__ import annotations
 
 import datetime
-import json
 import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from harness.reports import plots
 from harness.reports import tables as T
-from harness.reports.collect import ModelRun, load_measured, sidecar
+from harness.reports.collect import ModelRun, load_measured
+from harness.reports.leaderboard import LEADERBOARD_CSV, leaderboard_table, load_leaderboard
 from harness.reports.reference import PAPER, REFERENCE_CSV, load_reference
 from harness.reports.render import to_markdown, write_table
 from harness.reports.variants import paper_family, top_k_label
@@ -26,8 +27,10 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def build_tables(reference: pd.DataFrame, runs: Sequence[ModelRun],
-                 families: dict[str, str] | None = None) -> list[T.Table]:
-    """Every report table, paper-shaped first, then the measured-only ones."""
+                 families: dict[str, str] | None = None,
+                 leaderboard: pd.DataFrame | None = None) -> list[T.Table]:
+    """Every report table: paper-shaped first, the leaderboard reproduction (when `leaderboard`
+    is given and a run has a counterpart there), then the measured-only ones."""
     out = [
         T.benchmark_table(reference, runs, 1, T.TABLE1, families),
         T.benchmark_table(reference, runs, 3, T.TABLE3, families),
@@ -36,6 +39,8 @@ def build_tables(reference: pd.DataFrame, runs: Sequence[ModelRun],
         T.language_table(reference, runs, families),
         T.language_average_table(reference, runs, families),
     ]
+    if leaderboard is not None and (table := leaderboard_table(leaderboard, runs)):
+        out.append(table)
     in_paper_tables = set(reference.loc[reference["table"].isin([6, 7]), "task"]) | {T.MIRACL.task}
     if extra := T.measured_task_table(runs, in_paper_tables):
         out.append(extra)
@@ -71,47 +76,41 @@ def build_figures(reference: pd.DataFrame, runs: Sequence[ModelRun], folder: Pat
 
 
 def _provenance(runs: Sequence[ModelRun], folder: Path, repo_root: Path) -> list[str]:
-    """Markdown lines stating, per measured model, the command and config that produced it."""
+    """Markdown lines stating, per measured model, what it is (its `variant.json`), and the
+    commands and composed configs of the runs recorded beside its results."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for run in runs:
-        lines.append(f"### {run.label}")
-        lines.append("")
+        v = run.variant
+        lines += [f"### {run.label}", ""]
         lines.append(f"- model name `{run.name}`, revision `{run.revision}`; results: `{_rel(run.folder, repo_root)}`")
-        lines.append(f"- head: {run.variant.head or '?'}; backbone: {run.variant.backbone or '?'}; "
-                     f"layer: {run.variant.layer if run.variant.layer is not None else '–'}; "
-                     f"SAE width: {run.variant.width or '–'}; top-k (query/document): {top_k_label(run.variant)}; "
-                     f"paper counterpart: {paper_family(run.variant) or 'none'}")
-        for caveat in run.variant.caveats:
+        if v.recorded:
+            lines.append(f"- from `harness/variant.json`: config `{v.config}`, kind {v.kind} ({v.space} space); "
+                         f"backbone: {v.backbone or '–'}; layer: {_or_dash(v.layer)}; SAE: {v.sae or '–'} "
+                         f"(width {_or_dash(v.width)}); dtype: {v.dtype or '–'}; attention: "
+                         f"{v.attention or '–'}; top-k (query/document): {top_k_label(v)}; search: "
+                         f"{v.search}; paper counterpart: {paper_family(v) or 'none'}")
+        for caveat in v.caveats:
             lines.append(f"- caveat: {caveat}")
-        if run.record.config_path is not None:
-            copy = folder / f"{_SAFE.sub('_', run.label)}.config.yaml"
-            shutil.copy2(run.record.config_path, copy)
-            rel = copy.relative_to(folder.parent)
-            lines.append(f"- composed config: [`{rel}`]({rel}) (copy of `{_rel(run.record.config_path, repo_root)}`)")
-        else:
-            lines.append("- composed config: not recorded beside these results")
-        if run.record.command:
-            lines.append(f"- command of the last run recorded beside the results: `{run.record.command}`")
+        for i, record in enumerate(run.records):
+            lines.append(f"- run `{record.folder.stem}`: `{record.command or 'command not recorded'}`"
+                         + (f" (code `{record.git}`)" if record.git else ""))
+            if record.config is not None:
+                copy = folder / f"{_SAFE.sub('_', run.label)}.{i}.config.yaml"
+                copy.write_text(yaml.safe_dump(record.config, sort_keys=False), encoding="utf-8")
+                rel = copy.relative_to(folder.parent)
+                lines.append(f"  composed config: [`{rel}`]({rel})")
+        if not run.records:
+            lines.append("- command: not recorded (no run record beside the results)")
         for record in run.runs:
-            lines.append(f"- command of Hydra run `{_rel(record.folder, repo_root)}`: `{record.command or 'not recorded'}`")
-        if not run.record.command and not any(r.command for r in run.runs):
-            lines.append("- command: not recorded (no run.json or Hydra overrides)")
-        last = run.tasks_of_last_run()
-        earlier = sorted(set(run.results) - set(last)) if last else []
+            lines.append(f"- Hydra run `{_rel(record.folder, repo_root)}`: `{record.command or 'not recorded'}`")
         lines.append(f"- tasks measured ({len(run.results)}): {', '.join(sorted(run.results))}")
-        if earlier:
-            lines.append(f"- produced by an earlier invocation whose record was replaced: {', '.join(earlier)}")
-        git = _git_revision(run.folder)
-        if git:
-            lines.append(f"- code revision: `{git}`")
         lines.append("")
     return lines
 
 
-def _git_revision(folder: Path) -> str | None:
-    path = sidecar(folder, "run.json")
-    return json.loads(path.read_text(encoding="utf-8")).get("git_revision") if path.is_file() else None
+def _or_dash(value: object) -> str:
+    return "–" if value is None else str(value)
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -123,18 +122,25 @@ def _rel(path: Path, root: Path) -> str:
 
 def build_report(name: str, results_root: Path, run_globs: Sequence[str] = (), out_root: Path = Path("reports"),
                  reference_path: Path = REFERENCE_CSV, families: dict[str, str] | None = None,
-                 repo_root: Path | None = None) -> Path:
-    """Write `out_root/<name>/` (tables/, figures/, provenance/, index.md); return the index path."""
+                 repo_root: Path | None = None, leaderboard_path: Path | None = None) -> Path:
+    """Write `out_root/<name>/` (tables/, figures/, provenance/, index.md); return the index path.
+
+    `leaderboard_path`: the leaderboard CSV; None = the shared one when present (else no
+    leaderboard table, said in the index).
+    """
     if not name or _SAFE.search(name):
         raise ValueError(f"report name '{name}' must be non-empty and use only letters, digits, '.', '_', '-'")
     reference = load_reference(reference_path)
+    if leaderboard_path is None and LEADERBOARD_CSV.is_file():
+        leaderboard_path = LEADERBOARD_CSV
+    leaderboard = load_leaderboard(leaderboard_path) if leaderboard_path is not None else None
     runs = load_measured(Path(results_root), run_globs)
     if not runs:
         raise ValueError(f"no measured results under {results_root}" + (f" for runs {list(run_globs)}" if run_globs else ""))
     repo_root = repo_root or Path.cwd()
     report = Path(out_root) / name
     shutil.rmtree(report, ignore_errors=True)
-    tables = build_tables(reference, runs, families)
+    tables = build_tables(reference, runs, families, leaderboard)
     for table in tables:
         write_table(table, report / "tables")
     figures, skipped = build_figures(reference, runs, report / "figures")
@@ -154,6 +160,10 @@ def build_report(name: str, results_root: Path, run_globs: Sequence[str] = (), o
         ("- **measured here**: every other score column/row is named after a measured model; the command and "
         "composed config that produced it are listed under *Provenance* below. Scores are mteb's own task "
         "aggregates (metric averaged over the subsets and splits present), ×100."),
+        ("- **leaderboard**: the column `Leaderboard` of the leaderboard table is the official MTEB "
+         "result of the same model, copied from "
+         + (f"`{_rel(Path(leaderboard_path), repo_root)}`" if leaderboard_path is not None
+            else "nowhere (no leaderboard CSV found: no such table)") + "."),
         ("- **Δ** = measured − the paper's number for the paper model the run reproduces (same table, same "
         "task/benchmark); shown only where both exist."),
         ("- † average over partial coverage (the footnote gives n/N); ‡ task with fewer subsets than mteb "

@@ -1,11 +1,11 @@
-"""Measured results on disk (mteb ResultCache layout) with their efficiency stats and provenance.
+"""Measured results on disk (mteb ResultCache layout) with the records the runner keeps beside them.
 
-A results root holds `results/<model name>/<revision>/<Task>.json` (mteb's TaskResult), beside
-which the harness keeps `model_meta.json`, `<Task>.efficiency.json`, the composed `config.yaml`
-and `run.json` (command, git revision, tasks of the last run). Hydra run folders
-(`.hydra/config.yaml`, `.hydra/overrides.yaml`) given with `--runs` select which results are
-reported: a revision folder belongs to a run when the run's composed `model` section equals the
-one kept beside the results.
+A results root holds `results/<model name>/<revision>/<Task>.json` (mteb's TaskResult) and
+`model_meta.json`; the harness keeps its own files in `<revision>/harness/`: `variant.json` (what
+the model is, see `variants`), `runs/<run id>.json` (one record per run: composed config, command
+line, git state, tasks) and `<Task>.efficiency.json`. Hydra run folders (`.hydra/config.yaml`,
+`.hydra/overrides.yaml`) given with `--runs` select which results are reported: a revision folder
+belongs to a run when the run's composed `model` section equals one of its run records'.
 """
 
 from __future__ import annotations
@@ -23,16 +23,12 @@ from mteb.results import TaskResult
 
 from harness.reports.efficiency import read_efficiency
 from harness.reports.variants import Variant, parse_variant
+from models.meta import META_ORG
 
-NON_TASK_FILES = ("model_meta.json", "run.json")
-SIDECAR_DIR = "harness"  # also accepted: run record and efficiency files in `<revision>/harness/`
-
-
-def sidecar(folder: Path, name: str) -> Path:
-    """`folder/name`, or `folder/harness/name` when only that exists (outside mteb's `*/*/*.json` glob)."""
-    direct = folder / name
-    nested = folder / SIDECAR_DIR / name
-    return nested if not direct.exists() and nested.exists() else direct
+#: The harness's folder inside `<model>/<revision>/` (outside mteb's `*/*/*.json` glob).
+HARNESS_DIR = "harness"
+VARIANT_FILE = "variant.json"
+RUNS_DIR = "runs"
 
 
 @dataclass
@@ -42,12 +38,17 @@ class RunRecord:
     folder: Path
     command: str | None
     config: dict[str, Any] | None
-    config_path: Path | None
+    config_path: Path | None = None
+    git: str | None = None
 
 
 @dataclass
 class ModelRun:
-    """Everything measured for one (model name, revision): task results, efficiency, provenance."""
+    """Everything measured for one (model name, revision): task results, efficiency, provenance.
+
+    `records`: the run records of the result folder, oldest first; `runs`: the Hydra run folders
+    (`--runs`) matched to it.
+    """
 
     name: str
     revision: str
@@ -56,16 +57,14 @@ class ModelRun:
     efficiency: dict[str, dict[str, Any]]
     variant: Variant
     meta: dict[str, Any]
-    record: RunRecord
+    records: list[RunRecord] = field(default_factory=list)
     runs: list[RunRecord] = field(default_factory=list)
     label: str = ""
 
-    def tasks_of_last_run(self) -> list[str]:
-        """Task names the recorded `run.json` says its run evaluated ([] when unknown)."""
-        path = sidecar(self.folder, "run.json")
-        if not path.is_file():
-            return []
-        return list(json.loads(path.read_text(encoding="utf-8")).get("tasks") or [])
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The composed config of the latest run record (None when there is none)."""
+        return self.records[-1].config if self.records else None
 
 
 def _load_yaml(path: Path) -> dict[str, Any] | None:
@@ -77,12 +76,23 @@ def _load_yaml(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def _load_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    if not isinstance(data, dict):
+        raise TypeError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_hydra_run(folder: Path) -> RunRecord:
     """A Hydra run folder as a RunRecord; the command is rebuilt from `.hydra/overrides.yaml`."""
-    config_path = next((p for p in (folder / ".hydra" / "config.yaml", folder / "config.yaml")
-                        if p.is_file()), None)
-    if config_path is None:
-        raise FileNotFoundError(f"run folder {folder}: no .hydra/config.yaml or config.yaml")
+    config_path = folder / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"run folder {folder}: no .hydra/config.yaml")
     overrides_path = folder / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_path.read_text(encoding="utf-8")) if overrides_path.is_file() else None
     hydra_cfg = _load_yaml(folder / ".hydra" / "hydra.yaml") or {}
@@ -90,28 +100,26 @@ def read_hydra_run(folder: Path) -> RunRecord:
     command = None
     if overrides is not None:
         command = " ".join(["python -m harness", *(["-m"] if multirun else []), *map(str, overrides)])
-    run_json = folder / "run.json"
-    if run_json.is_file():
-        command = json.loads(run_json.read_text(encoding="utf-8")).get("command") or command
     return RunRecord(folder=folder, command=command, config=_load_yaml(config_path), config_path=config_path)
 
 
-def _revision_record(folder: Path) -> RunRecord:
-    run_json = sidecar(folder, "run.json")
-    command = None
-    if run_json.is_file():
-        command = json.loads(run_json.read_text(encoding="utf-8")).get("command")
-    config_path = sidecar(folder, "config.yaml")
-    return RunRecord(folder=folder, command=command, config=_load_yaml(config_path),
-                     config_path=config_path if config_path.is_file() else None)
+def run_records(folder: Path) -> list[RunRecord]:
+    """The run records (`harness/runs/*.json`) of a result folder, oldest first."""
+    records = []
+    for path in sorted((folder / HARNESS_DIR / RUNS_DIR).glob("*.json")):
+        data = _load_json(path) or {}
+        git = data.get("git") or {}
+        commit = (git.get("commit", "") + ("+dirty" if git.get("dirty") else "")) or None
+        records.append(RunRecord(folder=path, command=data.get("command"), config=data.get("config"),
+                                 git=commit))
+    return records
 
 
 def task_result_paths(results_root: Path) -> list[Path]:
-    """Task result files of a ResultCache root (efficiency, run and meta files left out)."""
+    """Task result files of a ResultCache root (model_meta.json left out)."""
     cache = ResultCache(results_root)
     paths = cache.get_cache_paths(require_model_meta=False, include_remote=False)
-    return sorted(p for p in paths
-                  if p.name not in NON_TASK_FILES and not p.name.endswith(".efficiency.json"))
+    return sorted(p for p in paths if p.name != "model_meta.json")
 
 
 def load_model_runs(results_root: Path) -> list[ModelRun]:
@@ -125,16 +133,16 @@ def load_model_runs(results_root: Path) -> list[ModelRun]:
         by_folder.setdefault(path.parent, {})[result.task_name] = result
     runs = []
     for folder, results in sorted(by_folder.items()):
-        meta_path = folder / "model_meta.json"
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        meta = _load_json(folder / "model_meta.json") or {}
         name = meta.get("name") or folder.parent.name.replace("__", "/")
         revision = meta.get("revision") or folder.name
-        record = _revision_record(folder)
+        records = run_records(folder)
+        record = _load_json(folder / HARNESS_DIR / VARIANT_FILE)
         efficiency = {task: stats for task in results
-                      if (stats := read_efficiency(sidecar(folder, f"{task}.efficiency.json")))}
+                      if (stats := read_efficiency(folder / HARNESS_DIR / f"{task}.efficiency.json"))}
+        variant = parse_variant(name, record, meta, records[-1].config if records else None)
         runs.append(ModelRun(name=name, revision=str(revision), folder=folder, results=results,
-                             efficiency=efficiency, meta=meta, record=record,
-                             variant=parse_variant(name, record.config, meta)))
+                             efficiency=efficiency, meta=meta, records=records, variant=variant))
     _label(runs)
     return runs
 
@@ -145,7 +153,7 @@ def _label(runs: Sequence[ModelRun]) -> None:
     for run in runs:
         counts[run.name] = counts.get(run.name, 0) + 1
     for run in runs:
-        short = run.name.removeprefix("harness/")
+        short = run.name.removeprefix(f"{META_ORG}/")
         run.label = f"{short}@{run.revision}" if counts[run.name] > 1 else short
 
 
@@ -164,6 +172,10 @@ def _model_section(config: Mapping[str, Any] | None) -> Any:
     return None if config is None else config.get("model")
 
 
+def _matches(model_run: ModelRun, section: Any) -> bool:
+    return section is not None and any(_model_section(r.config) == section for r in model_run.records)
+
+
 def select_runs(model_runs: Sequence[ModelRun], run_folders: Sequence[Path]) -> list[ModelRun]:
     """The model runs produced by `run_folders`, each with its matching RunRecords attached.
 
@@ -178,8 +190,7 @@ def select_runs(model_runs: Sequence[ModelRun], run_folders: Sequence[Path]) -> 
             continue
         record = read_hydra_run(folder)
         section = _model_section(record.config)
-        matched = [m for m in model_runs
-                   if section is not None and _model_section(m.record.config) == section]
+        matched = [m for m in model_runs if _matches(m, section)]
         if not matched:
             raise ValueError(f"run folder {folder}: no results on disk were produced with its model config")
         for model_run in matched:

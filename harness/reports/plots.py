@@ -5,7 +5,6 @@ hold nothing to draw (the caller says so in the report).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,6 @@ import pandas as pd
 
 from harness.reports.collect import ModelRun, subset_scores, task_score
 from harness.reports.variants import Variant, top_k_label
-
-_HEAD_TOKENS = re.compile(r"(?:^|[-_])(?:splare|splade|sae|vocab|vocabulary|latent|llm|mlm)(?=$|[-_])", re.IGNORECASE)
 
 
 @dataclass
@@ -65,17 +62,22 @@ def series_style(i: int) -> dict:
     return {"color": plt.get_cmap("tab20")(i % 20), "marker": "osD^"[(i // 20) % 4]}
 
 
-def _base(variant: Variant) -> str:
-    return variant.backbone or _HEAD_TOKENS.sub("", variant.stem)
+#: The paper's Table 3 SPLARE-7B rows and their document top-k (0: no pooling cap).
+PAPER_TOPK_DOCUMENT = {"SPLARE-7B (top-k 10/100)": 100, "SPLARE-7B (top-k 20/200)": 200,
+                       "SPLARE-7B (top-k 40/400)": 400, "SPLARE-7B (no pooling cap)": 0}
+_PAIR_AXES = ("backbone", "dtype", "top_k_query", "top_k_document", "trained", "search")
 
 
 def latent_vocab_pairs(runs: Sequence[ModelRun]) -> list[tuple[ModelRun, ModelRun]]:
-    """(latent, vocabulary) runs on the same backbone with the same top-k."""
-    latent = [r for r in runs if r.variant.head == "latent"]
-    vocab = [r for r in runs if r.variant.head == "vocabulary"]
+    """(latent, vocabulary) runs of decoder kinds (SPLARE vs SPLADE-LLM) on the same backbone,
+    dtype, top-k, training state and search backend, with at least one task in common."""
+    def same(a: Variant, b: Variant) -> bool:
+        return all(getattr(a, k) == getattr(b, k) for k in _PAIR_AXES)
+
+    latent = [r for r in runs if r.variant.kind == "splare"]
+    vocab = [r for r in runs if r.variant.kind == "splade_llm"]
     return [(lat, voc) for lat in latent for voc in vocab
-            if _base(lat.variant) == _base(voc.variant) and top_k_label(lat.variant) == top_k_label(voc.variant)
-            and set(lat.results) & set(voc.results)]
+            if same(lat.variant, voc.variant) and set(lat.results) & set(voc.results)]
 
 
 def _diagonal(ax: plt.Axes, values: Sequence[float]) -> None:
@@ -146,7 +148,7 @@ def plot_latent_vs_vocab_languages(runs: Sequence[ModelRun], folder: Path) -> Fi
 def _families(runs: Sequence[ModelRun], axis: Callable[[Variant], float | None], *vary: str) -> dict:
     groups: dict[tuple, list[ModelRun]] = {}
     for run in runs:
-        if axis(run.variant) is not None:
+        if run.variant.recorded and axis(run.variant) is not None:
             groups.setdefault(run.variant.family(*vary), []).append(run)
     return {k: v for k, v in groups.items() if len({axis(r.variant) for r in v}) >= 2}
 
@@ -166,11 +168,21 @@ def _doc_k(variant: Variant) -> float | None:
     return None if variant.top_k_document is None else float(variant.top_k_document)
 
 
+def _family_label(variant: Variant, *vary: str) -> str:
+    """What a curve's variants share, from their records: kind, backbone, layer, SAE width."""
+    parts = [variant.kind or "?", (variant.backbone or "?").rstrip("/").split("/")[-1]]
+    if variant.layer is not None and "layer" not in vary:
+        parts.append(f"L{variant.layer}")
+    if variant.width is not None and "width" not in vary:
+        parts.append(f"{variant.width} latents")
+    return " ".join(parts)
+
+
 def plot_topk(runs: Sequence[ModelRun], reference: pd.DataFrame, folder: Path) -> Figure | None:
     """Mean nDCG@10 vs document top-k ("no cap" drawn right of the largest k); paper Table 3 dashed."""
     groups = _families(runs, _doc_k, "top_k_query", "top_k_document")
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    paper = reference[(reference["table"] == 3) & reference["model"].str.startswith("SPLARE-7B")]
+    paper = reference[(reference["table"] == 3) & reference["model"].isin(PAPER_TOPK_DOCUMENT)]
     ks = [k for g in groups.values() for k in (_doc_k(r.variant) for r in g) if k]
     ks += [100.0, 200.0, 400.0]
     nocap = 2 * max(ks)
@@ -183,15 +195,15 @@ def plot_topk(runs: Sequence[ModelRun], reference: pd.DataFrame, folder: Path) -
             continue
         pts = []
         for _, row in frame.iterrows():
-            m = re.search(r"top-k \d+/(\d+)", row["model"])
-            pts.append((float(m.group(1)) if m else nocap, row["value"]))
+            k = PAPER_TOPK_DOCUMENT[row["model"]]
+            pts.append((float(k) if k else nocap, row["value"]))
         pts.sort()
         ax.plot(*zip(*pts), linestyle="--", marker="s", alpha=0.6, label=f"paper SPLARE-7B, {bench}")
     for group in groups.values():
         group = sorted(group, key=lambda r: xpos(_doc_k(r.variant)))
         means, n = _common_mean(group)
         ax.plot([xpos(_doc_k(r.variant)) for r in group], means, marker="o",
-                label=f"measured {group[0].variant.stem} ({n} common task(s))")
+                label=f"measured {_family_label(group[0].variant)} ({n} common task(s))")
     ax.set_xscale("log")
     ticks = sorted({xpos(k) for k in ks} | {nocap})
     ax.set_xticks(ticks)
@@ -267,7 +279,7 @@ def plot_axis_curve(runs: Sequence[ModelRun], folder: Path, axis: str) -> Figure
     def value(v: Variant) -> float | None:
         return getattr(v, axis)
 
-    groups = _families([r for r in runs if r.variant.head == "latent"], value, axis)
+    groups = _families([r for r in runs if r.variant.space == "latent"], value, axis)
     if not groups:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -275,7 +287,8 @@ def plot_axis_curve(runs: Sequence[ModelRun], folder: Path, axis: str) -> Figure
         group = sorted(group, key=lambda r: value(r.variant))
         means, n = _common_mean(group)
         ax.plot([value(r.variant) for r in group], means, marker="o",
-                label=f"{group[0].variant.stem}, top-k {top_k_label(group[0].variant)} ({n} task(s))")
+                label=f"{_family_label(group[0].variant, axis)}, top-k {top_k_label(group[0].variant)} "
+                      f"({n} task(s))")
     if axis == "width":
         ax.set_xscale("log", base=2)
         ax.set_xlabel("SAE width (latents)")

@@ -76,7 +76,7 @@ def expected_subsets(task: str) -> frozenset[str] | None:
 
 @dataclass
 class Cell:
-    """One table cell. `kind`: label | paper | measured | delta. `marks`: footnote symbols."""
+    """One table cell. `kind`: label | paper | leaderboard | measured | delta. `marks`: footnotes."""
 
     value: float | None = None
     text: str = ""

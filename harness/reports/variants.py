@@ -1,146 +1,162 @@
-"""What a measured model is: head, backbone, layer, SAE width and top-k, and its paper counterpart.
+"""What a measured model is, read from the records the runner writes beside its results.
 
-Fields come from the run's composed config (`config.yaml` beside the results) when present, then
-from `model_meta.json` (`embed_dim` is the SAE width of a latent head), then from tokens of the
-model name (`…-l9-sae16k-topk40-400`).
+Every field comes from a file, never from the model name (names are display labels only):
+- `<revision>/harness/variant.json` (`harness.runner.variant_record`: the `ModelSpec` record
+  plus search, name, revision, n_parameters, embed_dim): kind, space, backbone, layer, SAE,
+  dtype, attention, top-k, trained weights, search backend;
+- `<revision>/model_meta.json` (mteb's ModelMeta): name, revision, and `embed_dim` (the SAE
+  width of a latent space);
+- the run records' composed config (`harness/runs/*.json`): whether queries were sliced, and the
+  backbone revision asked for.
+
+A folder without `variant.json` (results mteb wrote itself, or copied from mteb's results
+repository) is reported under its ModelMeta name and revision with every property unknown: it
+joins no figure pairing or curve and has no paper counterpart unless `--counterpart` names one.
+Its leaderboard counterpart is matched on its mteb model name, the key the leaderboard uses.
+
+The paper model a variant reproduces is decided by its config: a variant of a paper config
+(`PAPER_CONFIGS`) whose kind and layer are those of the shipped `conf/model/<config>.yaml`.
 """
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-HEADS = {"splare": "latent", "splade_llm": "vocabulary", "splade_mlm": "vocabulary", "bm25": "bm25"}
-_LAYER = re.compile(r"(?:^|[-_/])(?:l|layer)(\d+)(?=$|[-_/])", re.IGNORECASE)
-_WIDTH = re.compile(r"(?:^|[-_/])(?:sae|width_?|w)(\d+)([km]?)(?=$|[-_/])", re.IGNORECASE)
-_TOPK = re.compile(r"(?:^|[-_/])(?:topk[-_]?(\d+)[-_/](\d+)|q(\d+|all)-d(\d+|all))(?=$|[-_/])", re.IGNORECASE)
-_NOCAP = re.compile(r"(?:^|[-_/])(?:topk[-_]?(?:none|0[-_/]0)|nocap|uncapped)(?=$|[-_/])", re.IGNORECASE)
-_SAE_WIDTH = re.compile(r"width_(\d+)([km])", re.IGNORECASE)
+from models.spec import KINDS, ModelSpec
+
+#: Shipped config name -> the paper model it reproduces (arXiv 2603.13277v1).
+PAPER_CONFIGS = {
+    "splare7b": "SPLARE-7B",
+    "splare2b": "SPLARE-2B",
+    "splade_llama": "SPLADE-Llama",
+    "splade_v3": "SPLADE-v3",
+    "bm25": "BM25",
+}
+#: Axes that identify a variant for grouping (a curve varies one of them).
+FAMILY_AXES = ("kind", "backbone", "layer", "width", "top_k_query", "top_k_document", "trained",
+               "dtype", "attention", "search")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """The axes a report compares. top-k 0 means "no cap"; None means unknown."""
+    """The axes a report compares. top-k 0 means "no cap"; None means unknown (no record).
+
+    `space`: latent | vocabulary | lexical (`models.spec.KINDS`); `width`: SAE latents (latent
+    space only); `search`: the search backend's name.
+    """
 
     name: str
-    head: str | None = None          # latent | vocabulary | bm25
-    backbone: str | None = None
+    recorded: bool = False           # a variant.json was found
+    config: str | None = None
+    kind: str | None = None
+    space: str | None = None
+    backbone: str | None = None      # hub id, else local path
+    backbone_id: str | None = None
+    backbone_revision: str | None = None
     layer: int | None = None
-    width: int | None = None         # SAE latents (latent head only)
+    width: int | None = None
+    sae: str | None = None
+    dtype: str | None = None
+    attention: str | None = None
     top_k_query: int | None = None
     top_k_document: int | None = None
-    trained: bool | None = None      # adapter or checkpoint configured
-    stem: str = ""                   # the name without layer / width / top-k tokens
+    trained: bool | None = None
+    search: str | None = None
     caveats: tuple[str, ...] = field(default=())
 
     def family(self, *vary: str) -> tuple:
         """Identity of the variant with the axes in `vary` left out (curves group by this)."""
-        keys = ("head", "backbone", "layer", "width", "top_k_query", "top_k_document", "trained", "stem")
-        return tuple(getattr(self, k) for k in keys if k not in vary)
+        return tuple(getattr(self, k) for k in FAMILY_AXES if k not in vary)
+
+    @property
+    def leaderboard_id(self) -> str:
+        """The model id the MTEB leaderboard files results under: the hub id of a stock
+        SparseEncoder (`splade_mlm`), else the mteb model name (BM25, unrecorded folders)."""
+        if self.kind == "splade_mlm" and self.backbone_id:
+            return self.backbone_id
+        return self.name
 
 
-def _scale(number: str, unit: str) -> int:
-    return int(number) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit.lower()]
+def parse_variant(name: str, record: Mapping[str, Any] | None, meta: Mapping[str, Any] | None,
+                  config: Mapping[str, Any] | None) -> Variant:
+    """The Variant of one result folder.
 
-
-def _get(cfg: Mapping[str, Any] | None, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _name_fields(name: str) -> dict[str, Any]:
-    tail = name.rsplit("/", 1)[-1]
-    fields: dict[str, Any] = {}
-    if m := _LAYER.search(tail):
-        fields["layer"] = int(m.group(1))
-    if m := _WIDTH.search(tail):
-        fields["width"] = _scale(m.group(1), m.group(2))
-    if m := _TOPK.search(tail):
-        q, d = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-        fields["top_k_query"], fields["top_k_document"] = (0 if k == "all" else int(k) for k in (q, d))
-    elif _NOCAP.search(tail):
-        fields["top_k_query"] = fields["top_k_document"] = 0
-    low = tail.lower()
-    fields["head"] = ("bm25" if "bm25" in low else "latent" if "splare" in low or "sae" in low
-                      else "vocabulary" if "splade" in low else None)
-    stem = tail
-    for pattern in (_LAYER, _WIDTH, _TOPK, _NOCAP):
-        stem = pattern.sub("", stem)
-    fields["stem"] = stem
-    return fields
-
-
-def _sae_width(sae_id: str | None) -> int | None:
-    """Width from a Gemma-Scope style SAE id (`layer_12/width_16k/...`); None otherwise."""
-    if not sae_id:
-        return None
-    m = _SAE_WIDTH.search(sae_id)
-    return _scale(m.group(1), m.group(2)) if m else None
-
-
-def parse_variant(name: str, config: Mapping[str, Any] | None = None,
-                  meta: Mapping[str, Any] | None = None) -> Variant:
-    """The Variant of model `name` from its composed config, model meta and name (in that order)."""
-    fields = _name_fields(name)
-    kind = _get(config, "model.kind")
-    if kind in HEADS:
-        fields["head"] = HEADS[kind]
-    backbone = _get(config, "model.backbone.id") or (meta or {}).get("adapted_from")
-    layer = _get(config, "model.backbone.layer")
-    if isinstance(layer, int) and fields.get("head") == "latent":
-        fields["layer"] = layer
-    embed = (meta or {}).get("embed_dim")
-    if fields.get("head") == "latent" and isinstance(embed, int):
-        fields["width"] = embed
-    elif fields.get("head") == "latent" and (w := _sae_width(_get(config, "model.sae.id"))):
-        fields["width"] = w
-    for side in ("query", "document"):
-        k = _get(config, f"model.top_k.{side}")
-        if isinstance(k, int) and not isinstance(k, bool):
-            fields[f"top_k_{side}"] = k
-    trained = None
+    Args:
+        name: the mteb model name (model_meta.json, else the folder name).
+        record: `variant.json` (None when absent).
+        meta: `model_meta.json` ({} or None when absent).
+        config: the composed config of the folder's latest run record (None when none).
+    """
     caveats: list[str] = []
-    if kind == "splade_mlm":
-        trained = True  # an MLM SPLADE checkpoint (e.g. naver/splade-v3) is a trained retriever
-    elif config is not None and fields.get("head") in ("latent", "vocabulary"):
-        trained = bool(_get(config, "model.checkpoint") or _get(config, "model.backbone.adapter"))
-        if not trained:
-            caveats.append("zero-shot (no adapter or checkpoint)")
-    sliced = _get(config, "benchmark.slice_queries")
+    sliced = ((config or {}).get("benchmark") or {}).get("slice_queries")
     if sliced:
         caveats.append(f"queries sliced to {sliced} per subset/split")
-    if fields.get("head") != "latent":
-        fields.pop("width", None)
-    return Variant(name=name, backbone=backbone, trained=trained, caveats=tuple(caveats), **fields)
+    if record is None:
+        caveats.append("no variant.json beside the results: model properties unknown")
+        return Variant(name=name, caveats=tuple(caveats))
+    kind = KINDS.get(record.get("kind"))
+    if kind is None:
+        raise ValueError(f"variant.json of {name}: unknown kind {record.get('kind')!r}")
+    if kind.decoder and not record.get("trained"):
+        caveats.append("zero-shot (no adapter or checkpoint)")
+    top_k = record.get("top_k") or {}
+    embed = (meta or {}).get("embed_dim", record.get("embed_dim"))
+    sae = record.get("sae")
+    backbone_cfg = ((config or {}).get("model") or {}).get("backbone") or {}
+    return Variant(
+        name=name,
+        recorded=True,
+        config=record.get("config"),
+        kind=kind.name,
+        space=kind.space,
+        backbone=record.get("backbone"),
+        backbone_id=record.get("backbone_id"),
+        backbone_revision=backbone_cfg.get("revision"),
+        layer=record.get("layer"),
+        width=embed if kind.space == "latent" and isinstance(embed, int) else None,
+        sae=(sae.get("path") or f"{sae.get('release')}/{sae.get('id')}") if sae else None,
+        dtype=record.get("dtype"),
+        attention=record.get("attention"),
+        top_k_query=top_k.get("query"),
+        top_k_document=top_k.get("document"),
+        trained=bool(record.get("trained")) if kind.encoder else None,
+        search=(record.get("search") or {}).get("name"),
+        caveats=tuple(caveats),
+    )
 
 
 def top_k_label(variant: Variant) -> str:
-    """"40/400", "no cap" or "?" for the variant's query/document top-k."""
+    """"40/400", "no cap", "–" (a model without top-k, e.g. BM25) or "?" (unknown)."""
+    if variant.kind is not None and not KINDS[variant.kind].encoder:
+        return "–"
     q, d = variant.top_k_query, variant.top_k_document
     if q is None or d is None:
         return "?"
     return "no cap" if q == 0 and d == 0 else f"{q}/{d}"
 
 
+@functools.cache
+def _shipped(config: str) -> ModelSpec | None:
+    """The spec of the shipped `conf/model/<config>.yaml` (None when there is no such file)."""
+    from omegaconf import OmegaConf
+
+    from harness.config import CONF_DIR
+
+    path = CONF_DIR / "model" / f"{config}.yaml"
+    return ModelSpec.from_config(OmegaConf.load(path)) if path.is_file() else None
+
+
 def paper_family(variant: Variant) -> str | None:
-    """The paper model this variant reproduces (SPLARE-7B, SPLARE-2B, SPLADE-Llama, BM25, SPLADE-v3)."""
-    text = f"{variant.backbone or ''} {variant.name}".lower().replace("_", "-")
-    llama8b = bool(re.search(r"llama-?3\.?1-?8b", text))
-    if variant.head == "bm25":
-        return "BM25"
-    if "splade-v3" in text:
-        return "SPLADE-v3"
-    if llama8b and variant.head == "latent":
-        return {26: "SPLARE-7B", 6: "SPLARE-2B"}.get(variant.layer)
-    if llama8b and variant.head == "vocabulary":
-        return "SPLADE-Llama"
-    return None
+    """The paper model this variant reproduces: a paper config run with its own kind and layer."""
+    family = PAPER_CONFIGS.get(variant.config or "")
+    shipped = _shipped(variant.config) if family else None
+    if shipped is None or shipped.kind.name != variant.kind:
+        return None
+    layer = shipped.backbone.layer if shipped.backbone else None
+    return family if layer == variant.layer else None
 
 
 def paper_counterpart(variant: Variant, table: int, family: str | None = None) -> tuple[str, str] | None:
