@@ -80,7 +80,8 @@ class MaxLog1pPool(torch.autograd.Function):
     `apply(hidden, mask, encode, dim, chunk_tokens, *params)`: `params` are the tensors `encode`
     reads that need gradients (e.g. a trainable LM head weight); their gradients, and that of
     `hidden` `[batch, tokens, d_in]`, come from recomputing `encode` chunk by chunk in backward.
-    `encode` must be deterministic (no dropout).
+    `encode` must be deterministic (no dropout); backward recomputes it under the forward's
+    autocast state (bf16 mixed precision).
     """
 
     @staticmethod
@@ -90,6 +91,8 @@ class MaxLog1pPool(torch.autograd.Function):
     ) -> torch.Tensor:
         pooled, argmax = _pool_forward(hidden, mask, encode, dim, chunk_tokens, with_argmax=True)
         ctx.encode, ctx.chunk_tokens = encode, chunk_tokens
+        device = hidden.device.type  # backward recomputes under the same autocast (bf16) state
+        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         ctx.save_for_backward(hidden, pooled, argmax, *params)
         ctx.mark_non_differentiable(argmax)
         return pooled
@@ -111,7 +114,8 @@ class MaxLog1pPool(torch.autograd.Function):
             if not bool(here.any()):
                 continue
             chunk = hidden[:, start:stop].detach().requires_grad_(wants_hidden)
-            with torch.enable_grad():
+            device, enabled, dtype = ctx.autocast
+            with torch.enable_grad(), torch.autocast(device, dtype=dtype, enabled=enabled):
                 scores = ctx.encode(chunk)
                 index = (argmax - start).clamp_(0, stop - start - 1).unsqueeze(1)
                 picked = scores.gather(1, index).squeeze(1).float()  # [batch, dim]

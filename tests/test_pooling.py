@@ -134,3 +134,17 @@ def test_bad_arguments_fail_in_one_line():
         max_log1p_pool(hidden, mask, lambda x: x, D_IN, 0)
     with pytest.raises(ValueError, match=r"mask has shape \(3, 6\), expected \(3, 7\)"):
         max_log1p_pool(hidden, mask[:, :6], lambda x: x, D_IN, 4)
+
+
+def test_backward_recomputes_under_the_forwards_bf16_autocast():
+    weight = torch.randn(VOCAB, D_IN, generator=torch.Generator().manual_seed(4))
+    hidden, mask = _inputs()
+    hidden = hidden.float()
+    ours_h, ref_h = hidden.clone().requires_grad_(), hidden.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = max_log1p_pool(ours_h, mask, lambda h: h @ weight.T, VOCAB, chunk_tokens=4)
+        reference = naive_pool(ref_h, mask, lambda h: h @ weight.T)
+    pooled.sum().backward()
+    reference.sum().backward()
+    torch.testing.assert_close(pooled, reference)
+    torch.testing.assert_close(ours_h.grad, ref_h.grad)  # bf16 products, as in the forward
