@@ -1,46 +1,85 @@
-"""Reports: reference transcription, table builders, LaTeX, figures and the CLI on fixture results.
+"""Reports on the runner's own output: reference transcription, variants from `variant.json`,
+table builders, the leaderboard Δ table, LaTeX, figures and the CLI.
 
-Fixture results (tests/fixtures/reports/) are real mteb TaskResult files written by
-`make_fixtures.py` with mteb's API; expected numbers here are recomputed from the raw JSON.
+The fixture results (tests/fixtures/reports/results/) are written by `python -m harness` on tiny
+models (`tests/fixtures/reports/regenerate.py`); expected numbers here are recomputed from the raw
+JSON files, independently of mteb and of the report code.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib.image
+import pandas as pd
 import pytest
 
+from harness.paths import REPO_ROOT
 from harness.reports import tables as T
 from harness.reports.__main__ import main
 from harness.reports.collect import load_measured
 from harness.reports.efficiency import read_efficiency
+from harness.reports.leaderboard import (
+    FLAG,
+    LEADERBOARD_CSV,
+    delta_frame,
+    leaderboard_table,
+    load_leaderboard,
+)
 from harness.reports.reference import REFERENCE_CSV, SHARED_CSV, load_reference, transcribe
 from harness.reports.render import latex_escape, to_latex
-from harness.reports.variants import paper_counterpart, parse_variant
+from harness.reports.variants import Variant, paper_counterpart, paper_family, top_k_label
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 RESULTS = FIXTURES / "results"
-SPLARE = "harness/splare-llama3.1-8b-l26-sae128k-topk40-400"
-SPLADE = "harness/splade-llama3.1-8b-vocab-topk40-400"
-ENG = ["ArguAna", "CQADupstackGamingRetrieval", "CQADupstackUnixRetrieval", "ClimateFEVERHardNegatives",
-       "FEVERHardNegatives", "FiQA2018", "HotpotQAHardNegatives", "SCIDOCS", "TRECCOVID",
-       "Touche2020Retrieval.v3"]
+SLICE = "(slice_8q_seed0_24d)"
+EMBEDDED = f"EmbeddedMultilingualRetrieval {SLICE}"
+XQUAD = f"LocalXQuADRetrieval {SLICE}"
+OPENSEARCH = "opensearch-project/opensearch-neural-sparse-encoding-doc-v3-distill"
+needs_leaderboard = pytest.mark.skipif(not LEADERBOARD_CSV.is_file(), reason="no shared leaderboard CSV")
 
 
-def raw_task_score(model: str, task: str, metric: str = "ndcg_at_10", revision: str = "r1") -> float:
+def _regenerate_module():
+    spec = importlib.util.spec_from_file_location("regenerate", FIXTURES / "regenerate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def folders() -> dict[str, Path]:
+    """mteb model name -> its (single) revision folder, read from the raw model_meta.json files."""
+    out = {}
+    for meta in (RESULTS / "results").glob("*/*/model_meta.json"):
+        out[json.loads(meta.read_text())["name"]] = meta.parent
+    return out
+
+
+def raw_variant(name: str) -> dict:
+    return json.loads((folders()[name] / "harness" / "variant.json").read_text())
+
+
+def raw_task_score(name: str, task: str, metric: str = "ndcg_at_10") -> float:
     """Independent of mteb: mean of `metric` over every split/subset entry of the raw JSON, x100."""
-    data = json.loads((RESULTS / "results" / model.replace("/", "__") / revision / f"{task}.json").read_text())
+    data = json.loads((folders()[name] / f"{task}.json").read_text())
     values = [entry[metric] for entries in data["scores"].values() for entry in entries]
     return 100 * sum(values) / len(values)
 
 
-def raw_subset(model: str, task: str, subset: str, metric: str = "ndcg_at_10") -> float:
-    data = json.loads((RESULTS / "results" / model.replace("/", "__") / "r1" / f"{task}.json").read_text())
-    return 100 * next(e[metric] for es in data["scores"].values() for e in es if e["hf_subset"] == subset)
+def raw_subsets(name: str, task: str, metric: str = "ndcg_at_10") -> dict[str, float]:
+    data = json.loads((folders()[name] / f"{task}.json").read_text())
+    return {e["hf_subset"]: 100 * e[metric] for es in data["scores"].values() for e in es}
+
+
+def by_config(runs, config: str, **fields):
+    """The fixture run of shipped config `config` whose Variant has `fields`."""
+    (run,) = [r for r in runs if r.variant.config == config
+              and all(getattr(r.variant, k) == v for k, v in fields.items())]
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +92,9 @@ def reference():
     return load_reference()
 
 
-def _row(table: T.Table, label: str) -> dict[str, T.Cell]:
-    row = next(r for r in table.rows if r[0].text == label)
+def _row(table: T.Table, *labels: str) -> dict[str, T.Cell]:
+    row = next(r for r in table.rows if [c.text for c in r[:len(labels)]] == list(labels))
     return dict(zip(table.header, row))
-
-
-def _by_name(runs, name: str, revision: str = "r1"):
-    return next(r for r in runs if r.name == name and r.revision == revision)
 
 
 # reference -----------------------------------------------------------------------------------
@@ -77,7 +112,6 @@ def test_reference_matches_shared_csv():
         assert f"table{row['table']}" == raw["paper_table"]
         assert row["value"] == pytest.approx(float(raw["value"]))
         assert row["source"] == f"arXiv 2603.13277v1 Table {row['table']}"
-        assert (row["model"], row["task"], row["setting"]) == (raw["model"], raw["task"], raw["setting"])
 
 
 def test_reference_rejects_bad_input(tmp_path):
@@ -90,134 +124,228 @@ def test_reference_rejects_bad_input(tmp_path):
         transcribe(bad)
 
 
-# loading and variants ------------------------------------------------------------------------
+# the fixtures are the runner's output --------------------------------------------------------
 
 
-def test_loader_keeps_variants_sharing_a_name_apart(runs):
-    gemma = [r for r in runs if r.name == "harness/splade-gemma3-270m-vocab-topk40-400"]
-    assert sorted(r.revision for r in gemma) == ["r1", "r2"]
-    assert {r.label for r in gemma} == {"splade-gemma3-270m-vocab-topk40-400@r1",
-                                        "splade-gemma3-270m-vocab-topk40-400@r2"}
-    s1, s2 = (T.task_score(r.results["XQuADRetrieval"], "main_score") for r in gemma)
-    assert s1 != pytest.approx(s2)
-    splare = _by_name(runs, SPLARE)
-    assert set(splare.results) == {*ENG[:-1], "MIRACLRetrieval"}  # run.json / *.efficiency.json skipped
-    assert splare.efficiency["ArguAna"]["top_k_document"] == 400
-    assert len(runs) == 13
+def test_fixtures_hold_every_variant_the_script_runs(runs):
+    regenerate = _regenerate_module()
+    assert len(runs) == len(regenerate.variants()) == 11
+    assert sorted(p.name for p in (FIXTURES / "runs").iterdir()) == sorted(regenerate.variants())
+    for run in runs:
+        assert run.variant.recorded and run.records, run.name
+        assert all(r.command.startswith("python -m harness ") for r in run.records)
+        assert set(run.results) == {EMBEDDED, XQUAD}
+    text = "\n".join(p.read_text() for p in RESULTS.rglob("*.json"))
+    assert str(REPO_ROOT) not in text and "/tmp/" not in text  # no machine paths in the records
 
 
-def test_variant_from_config_meta_and_name(runs):
-    v = _by_name(runs, SPLARE).variant
-    assert (v.head, v.layer, v.width, v.top_k_query, v.top_k_document, v.trained) == \
-        ("latent", 26, 131072, 40, 400, True)
-    assert paper_counterpart(v, 3) == ("SPLARE-7B (top-k 40/400)", "")
-    assert paper_counterpart(v, 1) == ("SPLARE", "multilingual-trained")
-    nocap = parse_variant("harness/splare-llama3.1-8b-l26-sae128k-nocap")
-    assert (nocap.top_k_query, nocap.top_k_document, nocap.layer, nocap.width) == (0, 0, 26, 131072)
+def test_fresh_runner_output_has_the_committed_layout(tmp_path):
+    """One variant regenerated now: same files (run ids aside) and variant fields as committed."""
+    _regenerate_module().regenerate(tmp_path, only=["bm25"])
+
+    def layout(root: Path) -> set[str]:
+        folder = next((root / "results").glob("mteb__baseline-bm25s/*"))
+        return {re.sub(r"runs/[^/]+\.json$", "runs/<run>.json", str(p.relative_to(folder)))
+                for p in folder.rglob("*") if p.is_file()}
+
+    assert layout(tmp_path / "results") == layout(RESULTS)
+    fresh = json.loads(next((tmp_path / "results").rglob("variant.json")).read_text())
+    assert fresh == raw_variant("mteb/baseline-bm25s")
+
+
+# variants come from the records, not from names --------------------------------------------
+
+
+def test_variant_fields_are_the_records(runs):
+    for run in runs:
+        record, v = raw_variant(run.name), run.variant
+        meta = json.loads((run.folder / "model_meta.json").read_text())
+        assert (v.config, v.kind, v.layer, v.dtype, v.attention) == (
+            record["config"], record["kind"], record["layer"], record["dtype"], record["attention"])
+        assert (v.top_k_query, v.top_k_document) == (record["top_k"]["query"], record["top_k"]["document"])
+        assert v.width == (meta["embed_dim"] if record["kind"] == "splare" else None)
+    latent = by_config(runs, "splare2b", layer=1, width=128).variant
+    assert (latent.space, latent.backbone, latent.sae, latent.trained) == (
+        "latent", "tiny/llama", "tiny/sae_L1_w128", False)
+    assert "zero-shot (no adapter or checkpoint)" in latent.caveats
+    assert "queries sliced to 8 per subset/split" in latent.caveats
+    bm25 = by_config(runs, "bm25").variant
+    assert (bm25.space, bm25.search, top_k_label(bm25), bm25.leaderboard_id) == (
+        "lexical", "bm25s", "–", "mteb/baseline-bm25s")
+    assert top_k_label(by_config(runs, "splade_tiny", top_k_document=0).variant) == "no cap"
+
+
+def test_a_misleading_name_changes_nothing(runs, tmp_path):
+    """A folder renamed to look like a Llama-3.1-8B layer-26 SPLARE at top-k 10/100 keeps its
+    recorded fields: names are labels."""
+    source = by_config(runs, "splade_tiny", top_k_document=400).folder
+    name = "splare-harness/splare-Llama-3.1-8B-L26-sae128k-q10-d100"
+    target = tmp_path / "results" / name.replace("/", "__") / source.name
+    shutil.copytree(source, target)
+    meta = json.loads((target / "model_meta.json").read_text())
+    (target / "model_meta.json").write_text(json.dumps({**meta, "name": name}))
+    (run,) = load_measured(tmp_path)
+    assert run.name == name
+    assert (run.variant.kind, run.variant.layer, run.variant.width, top_k_label(run.variant)) == (
+        "splade_mlm", None, None, "40/400")
+    assert paper_family(run.variant) is None
+
+
+def test_folder_without_variant_json_is_unknown_but_reported(runs, tmp_path):
+    source = by_config(runs, "bm25").folder
+    target = tmp_path / "results" / source.parent.name / source.name
+    shutil.copytree(source, target)
+    (target / "harness" / "variant.json").unlink()
+    (run,) = load_measured(tmp_path)
+    assert not run.variant.recorded and run.variant.kind is None
+    assert top_k_label(run.variant) == "?" and paper_family(run.variant) is None
+    assert run.variant.leaderboard_id == "mteb/baseline-bm25s"  # the mteb name, from model_meta.json
+    assert any("no variant.json" in c for c in run.variant.caveats)
+
+
+def test_paper_family_needs_the_paper_config_with_its_own_kind_and_layer(runs):
+    assert paper_family(Variant("x", True, config="splare7b", kind="splare", layer=26)) == "SPLARE-7B"
+    assert paper_family(Variant("x", True, config="splare7b", kind="splare", layer=25)) is None
+    assert paper_family(Variant("x", True, config="splade_llama", kind="splade_llm", layer=31)) == \
+        "SPLADE-Llama"
+    assert paper_family(by_config(runs, "bm25").variant) == "BM25"
+    assert paper_family(by_config(runs, "splare2b", layer=1, width=64).variant) is None  # layer 1 != 6
+    nocap = Variant("x", True, config="splare7b", kind="splare", layer=26, top_k_query=0, top_k_document=0)
     assert paper_counterpart(nocap, 3) == ("SPLARE-7B (no pooling cap)", "")
     assert paper_counterpart(nocap, 6) is None
-    real = parse_variant("harness/splare-gemma3-270m-L9-causal-gemma-scope-2-270m-pt-res."
-                         "layer_9_width_16k_l0_medium-len512-qall-d400")  # models.build naming
-    assert (real.head, real.layer, real.width, real.top_k_query, real.top_k_document) == \
-        ("latent", 9, 16384, 0, 400)
-    mlm = parse_variant("harness/splade_mlm-splade-v3-len512-q40-d400",
-                        {"model": {"kind": "splade_mlm", "backbone": {"id": "naver/splade-v3"}}})
-    assert mlm.trained is True and not mlm.caveats and paper_counterpart(mlm, 1) == ("SPLADE-v3", "english-trained")
-    gemma = _by_name(runs, "harness/splare-gemma3-270m-l9-sae8k-topk40-400").variant
-    assert gemma.width == 8192 and gemma.trained is False and len(gemma.caveats) == 2
-    assert paper_counterpart(gemma, 1) is None
 
 
-def test_efficiency_reader_tolerates_shapes(tmp_path):
+def test_efficiency_reader_tolerates_shapes(tmp_path, runs):
     nested = tmp_path / "a.json"
     nested.write_text(json.dumps({"backend": "exact", "top_k_document": 400,
                                   "subsets": {"en": {"test": {"avg_nnz_query": 10, "flops": 1.0}},
                                               "de": {"test": {"avg_nnz_query": 30}}}}))
     got = read_efficiency(nested)
     assert got == {"avg_nnz_query": 20.0, "flops": 1.0, "backend": "exact", "top_k_document": 400}
-    records = tmp_path / "b.json"
-    records.write_text(json.dumps([{"hf_subset": "en", "search_ms_per_query": 1.0},
-                                   {"hf_subset": "de", "search_ms_per_query": 3.0, "backend": "seismic"}]))
-    assert read_efficiency(records) == {"search_ms_per_query": 2.0, "backend": "seismic"}
     assert read_efficiency(tmp_path / "missing.json") == {}
     (tmp_path / "c.json").write_text("{oops")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_efficiency(tmp_path / "c.json")
+    splade = by_config(runs, "splade_tiny", top_k_document=400)
+    assert splade.efficiency[EMBEDDED]["avg_nnz_document"] > 0  # the runner's own file is read
 
 
 # tables --------------------------------------------------------------------------------------
 
 
-def test_table1_partial_benchmark_is_marked_and_complete_one_is_not(runs, reference):
-    table = T.benchmark_table(reference, runs, 1, T.TABLE1)
-    splare = _row(table, SPLARE.removeprefix("harness/"))
-    expected = sum(raw_task_score(SPLARE, t) for t in ENG[:-1]) / 9
-    cell = splare["MTEB(eng, v2)"]
-    assert cell.value == pytest.approx(expected, abs=1e-6)
-    assert T.PARTIAL in cell.marks and cell.display().endswith(T.PARTIAL)
-    assert any("9/10 tasks" in n and "Touche2020Retrieval.v3" in n for n in table.notes)
-    splade = _row(table, SPLADE.removeprefix("harness/"))
-    full = sum(raw_task_score(SPLADE, t) for t in ENG) / 10
-    assert splade["MTEB(eng, v2)"].value == pytest.approx(full, abs=1e-6)
-    assert splade["MTEB(eng, v2)"].marks == ""
-    assert splade["Δ MTEB(eng, v2)"].value == pytest.approx(full - 58.9, abs=1e-6)
-    assert splare["Δ MTEB(eng, v2)"].value == pytest.approx(expected - 59.3, abs=1e-6)
-    assert T.PARTIAL in splare["Δ MTEB(eng, v2)"].marks
-    assert "Δ Code" not in table.header  # nobody measured a Code task
-    paper = _row(table, "SPLADE-v3")
-    assert paper["ChemTEB"].value == 75.6 and paper["Source"].text == "paper, Table 1"
+def test_measured_task_table_matches_raw_json(runs):
+    table = T.measured_task_table(runs, set())
+    assert [r[0].text for r in table.rows] == [EMBEDDED, XQUAD, "Mean over tasks"]
+    for run in runs:
+        for task in (EMBEDDED, XQUAD):
+            cell = _row(table, task)[run.label]
+            assert cell.value == pytest.approx(raw_task_score(run.name, task), abs=1e-9)
+            assert T.CAVEAT in cell.marks  # sliced queries
+        mean = _row(table, "Mean over tasks")[run.label].value
+        assert mean == pytest.approx((raw_task_score(run.name, EMBEDDED) + raw_task_score(run.name, XQUAD)) / 2)
+    (embedded, xquad) = T.measured_language_tables(runs, set())
+    bm25 = by_config(runs, "bm25")
+    for subset, value in raw_subsets(bm25.name, EMBEDDED).items():
+        assert _row(embedded, subset)[bm25.label].value == pytest.approx(value)
+    assert [r[0].text for r in xquad.rows] == ["de-en", "en", "Task score (mteb)"]
 
 
-def test_table3_topk_rows_get_their_own_paper_counterpart(runs, reference):
-    table = T.benchmark_table(reference, runs, 3, T.TABLE3)
-    row = _row(table, "splare-llama3.1-8b-l26-sae128k-topk10-100")
-    mean = sum(raw_task_score("harness/splare-llama3.1-8b-l26-sae128k-topk10-100", t)
-               for t in ("ArguAna", "SCIDOCS", "FiQA2018")) / 3
-    assert row["Δ MTEB(eng, v2)"].value == pytest.approx(mean - 50.1, abs=1e-6)
-    assert row["XTREME-UP (MRR@10)"].value is None
-    assert _row(table, "gemini-embedding-001")["XTREME-UP (MRR@10)"].value == 64.3
+def test_paper_tables_delta_on_runner_output(runs, reference):
+    """Table 6 with the run named the SPLARE-7B counterpart (--counterpart) and the paper's
+    ArguAna row re-labelled as the task the runner measured: Δ = measured − paper."""
+    run = by_config(runs, "splade_tiny", top_k_document=400)
+    paper = reference[(reference["table"] == 6) & (reference["model"] == "SPLARE-7B")
+                      & (reference["task"] == "ArguAna")]["value"].iloc[0]
+    relabelled = reference.assign(task=reference["task"].replace({"ArguAna": EMBEDDED}))
+    table = T.per_task_table(relabelled, runs, 6, T.ENG, {run.name: "SPLARE-7B"})
+    row = _row(table, EMBEDDED)
+    assert row[run.label].value == pytest.approx(raw_task_score(run.name, EMBEDDED))
+    assert row[f"Δ {run.label}"].value == pytest.approx(raw_task_score(run.name, EMBEDDED) - paper)
+    assert f"Δ {by_config(runs, 'bm25').label}" not in table.header  # BM25 is not in Table 6
+    table1 = T.benchmark_table(reference, runs, 1, T.TABLE1)
+    assert all(r[2].text == "paper, Table 1" for r in table1.rows)  # no MTEB task was measured
 
 
-def test_table6_missing_task_and_per_task_delta(runs, reference):
-    table = T.per_task_table(reference, runs, 6, T.ENG)
-    label = SPLARE.removeprefix("harness/")
-    touche, arguana = _row(table, "Touche2020Retrieval.v3"), _row(table, "ArguAna")
-    assert touche[label].value is None and touche[label].display() == "–"
-    assert touche[f"Δ {label}"].value is None
-    assert arguana[label].value == pytest.approx(raw_task_score(SPLARE, "ArguAna"), abs=1e-6)
-    assert arguana[f"Δ {label}"].value == pytest.approx(raw_task_score(SPLARE, "ArguAna") - 67.4, abs=1e-6)
-    mean = _row(table, "Mean of rows")
-    assert T.PARTIAL in mean[label].marks
-    paper_same = [67.4, 59.6, 43.7, 33.4, 90.6, 57.8, 76.0, 20.8, 83.4]
-    measured = sum(raw_task_score(SPLARE, t) for t in ENG[:-1]) / 9
-    assert mean[f"Δ {label}"].value == pytest.approx(measured - sum(paper_same) / 9, abs=1e-6)
-    assert mean["SPLARE-7B (paper)"].value == pytest.approx(
-        sum([*paper_same, 60.8]) / 10)
+# leaderboard ---------------------------------------------------------------------------------
 
 
-def test_table11_languages(runs, reference):
-    table = T.language_table(reference, runs)
-    label = SPLARE.removeprefix("harness/")
-    assert _row(table, "fi")[label].value == pytest.approx(raw_subset(SPLARE, "MIRACLRetrieval", "fi"), abs=1e-6)
-    assert _row(table, "bn")[label].value is None
-    avg = _row(table, "Average")
-    langs = ["ar", "de", "en", "fi", "ja"]
-    expected = sum(raw_subset(SPLARE, "MIRACLRetrieval", g) for g in langs) / 5
-    assert avg[label].value == pytest.approx(expected, abs=1e-6) and T.PARTIAL in avg[label].marks
-    assert avg[f"Δ {label}"].value == pytest.approx(expected - 71.7, abs=1e-6)
-    assert any("5/18 languages" in n for n in table.notes)
-    averages = T.language_average_table(reference, runs)
-    assert len([r for r in averages.rows if r[1].text == "paper, Table 11"]) == 11
+@needs_leaderboard
+def test_leaderboard_loader_keeps_task_scores():
+    board = load_leaderboard()
+    assert len(board) == 49  # the README's 49 task scores
+    with LEADERBOARD_CSV.open(newline="") as f:
+        raw = [r for r in csv.DictReader(f) if r["model"] == "mteb/baseline-bm25s"]
+    mlqa = board[board["task"] == "MLQARetrieval"].iloc[0]
+    joined = next(r for r in raw if r["task"] == "MLQARetrieval" and "+" in r["split"])
+    assert mlqa["splits"] == ("validation", "test") and mlqa["value"] == pytest.approx(100 * float(joined["main_score"]))
+    assert set(board.loc[board["model"] == OPENSEARCH, "task"]) == {
+        "ArguAna", "CQADupstackGamingRetrieval", "CQADupstackUnixRetrieval", "FiQA2018", "SCIDOCS", "TRECCOVID"}
 
 
-def test_measured_only_tables(runs):
-    table = T.measured_task_table(runs, {"MIRACLRetrieval", *ENG})
-    assert [r[0].text for r in table.rows] == ["XQuADRetrieval", "Mean over tasks"]
-    bm25 = dict(zip(table.header, table.rows[0]))["mteb/baseline-bm25s"]
-    assert bm25.value == pytest.approx(raw_task_score("mteb/baseline-bm25s", "XQuADRetrieval", revision="0_1_10"))
-    assert T.SUBSETS in bm25.marks  # 4 of XQuAD's 12 languages
-    (lang,) = T.measured_language_tables(runs, {"MIRACLRetrieval", *ENG})
-    assert [r[0].text for r in lang.rows][:4] == ["de", "en", "es", "zh"]
+def test_leaderboard_loader_rejects_bad_input(tmp_path):
+    bad = tmp_path / "lb.csv"
+    bad.write_text("model,revision,task\n")
+    with pytest.raises(ValueError, match="missing column"):
+        load_leaderboard(bad)
+    bad.write_text("model,revision,task,split,main_score,n_subsets,mteb_version,source_path\n"
+                   "m,r,T,test,zero,1,1,p\n")
+    with pytest.raises(ValueError, match="main_score 'zero' is not a number"):
+        load_leaderboard(bad)
+    bad.write_text("model,revision,task,split,main_score,n_subsets,mteb_version,source_path\n"
+                   "m,r,T,dev,0.1,1,1,p\nm,r,T,test,0.2,1,1,p\n")
+    with pytest.raises(ValueError, match="no single '\\+'-joined task row"):
+        load_leaderboard(bad)
+    with pytest.raises(FileNotFoundError, match="leaderboard table not found"):
+        load_leaderboard(tmp_path / "none.csv")
+
+
+def _board(tmp_path: Path, rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
+    """A leaderboard CSV of (model, task, split, main score on 0-1) rows at doc-v3-distill's
+    leaderboard revision."""
+    path = tmp_path / "lb.csv"
+    lines = ["model,revision,task,split,main_score,n_subsets,mteb_version,source_path"]
+    lines += [f"{m},babf71f3c48695e2e53a978208e8aba48335e3c0,{t},{sp},{s!r},1,1.38.33,results/{t}.json"
+              for m, t, sp, s in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return load_leaderboard(path)
+
+
+def test_leaderboard_delta_and_flag_on_runner_output(runs, tmp_path):
+    """Leaderboard rows naming the tasks the tiny OpenSearch run measured: Δ = measured −
+    leaderboard, flagged exactly when |Δ| > 0.5 points."""
+    run = next(r for r in runs if r.variant.leaderboard_id == OPENSEARCH)
+    measured = {t: raw_task_score(run.name, t) for t in (EMBEDDED, XQUAD)}
+    board = _board(tmp_path, [(OPENSEARCH, EMBEDDED, "test", (measured[EMBEDDED] - 0.49) / 100),
+                              (OPENSEARCH, XQUAD, "validation", (measured[XQUAD] + 0.51) / 100),
+                              (OPENSEARCH, "ArguAna", "test", 0.5)])
+    frame = delta_frame(board, runs).set_index("task")
+    assert set(frame["run"]) == {run.label}  # no other fixture model is an OpenSearch model
+    assert frame.loc[EMBEDDED, "delta"] == pytest.approx(0.49, abs=1e-6)
+    assert frame.loc[XQUAD, "delta"] == pytest.approx(-0.51, abs=1e-6)
+    assert not frame.loc[EMBEDDED, "flagged"] and frame.loc[XQUAD, "flagged"] and FLAG == 0.5
+    assert frame.loc[XQUAD, "subsets"] == "2/1"
+    assert pd.isna(frame.loc["ArguAna", "measured"]) and not frame.loc["ArguAna", "flagged"]
+    table = leaderboard_table(board, runs)
+    assert _row(table, run.label, XQUAD)["Δ"].display() == "-0.5!"
+    assert _row(table, run.label, EMBEDDED)["Δ"].display() == "+0.5"
+    assert _row(table, run.label, "ArguAna")["Measured"].display() == "–"
+    assert any(f"reproduces leaderboard model {OPENSEARCH}; caveat: weights from the local folder "
+               "tiny/opensearch_tiny, not the hub" in n for n in table.notes)
+
+
+@needs_leaderboard
+def test_leaderboard_table_against_the_shared_csv(runs):
+    board = load_leaderboard()
+    table = leaderboard_table(board, runs)
+    bm25 = by_config(runs, "bm25")
+    opensearch = next(r for r in runs if r.variant.leaderboard_id == OPENSEARCH)
+    assert {r[0].text for r in table.rows} == {bm25.label, opensearch.label}
+    assert len([r for r in table.rows if r[0].text == bm25.label]) == 25
+    assert len([r for r in table.rows if r[0].text == opensearch.label]) == 6
+    arguana = _row(table, opensearch.label, "ArguAna")
+    assert arguana["Leaderboard"].value == pytest.approx(51.909) and arguana["Measured"].value is None
+    assert any("revision 0_3_0; leaderboard ran 0_1_10" in n for n in table.notes)
+    assert any("leaderboard ran babf71f3c48695e2e53a978208e8aba48335e3c0" in n for n in table.notes)
 
 
 # rendering -----------------------------------------------------------------------------------
@@ -239,12 +367,10 @@ def _assert_valid_latex(tex: str) -> None:
     assert not stack
     body = re.sub(r"\$[^$]*\$", "", stripped)  # math spans are ours ($^{\dagger}$, $\Delta$)
     assert not re.search(r"[_#%^~]", body), "unescaped special character"
-    header = next(line for line in tex.splitlines() if line.endswith(r"\\"))
     columns = tex.split(r"\begin{tabular}{")[1].split("}")[0]
     for line in tex.splitlines():
         if line.endswith(r"\\"):
             assert len(re.findall(r"(?<!\\)&", line)) == len(columns) - 1, line
-    assert header
 
 
 def test_latex_escapes_and_balances(runs, reference):
@@ -255,11 +381,14 @@ def test_latex_escapes_and_balances(runs, reference):
                     rows=[[T.Cell(text="m&m_{1}"), T.Cell(1.5, kind="delta", marks="†")]], notes=["n/N ~ 3"])
     _assert_valid_latex(to_latex(table))
     for built in (T.benchmark_table(reference, runs, 1, T.TABLE1), T.per_task_table(reference, runs, 7, T.MULTI),
-                  T.language_table(reference, runs)):
+                  T.measured_task_table(runs, set())):
         _assert_valid_latex(to_latex(built))
 
 
 # end to end ----------------------------------------------------------------------------------
+
+FIGURES = ("latent_vs_vocab_tasks", "latent_vs_vocab_languages", "ndcg_vs_topk", "ndcg_vs_sparsity",
+           "ndcg_vs_latency", "ndcg_vs_layer", "ndcg_vs_width")
 
 
 @pytest.fixture(scope="module")
@@ -269,14 +398,15 @@ def built(tmp_path_factory):
     return out / "fixtures"
 
 
-def test_cli_builds_tables_figures_and_index(built):
+def test_cli_builds_tables_figures_and_index(built, runs):
     index = (built / "index.md").read_text()
-    for key in ("table1", "table3", "table6", "table7", "table11", "table11_averages", "measured_tasks"):
+    keys = ["table1", "table3", "table6", "table7", "table11", "table11_averages", "measured_tasks"]
+    keys += ["leaderboard"] if LEADERBOARD_CSV.is_file() else []
+    for key in keys:
         for ext in ("md", "tex", "csv", "long.csv"):
             assert (built / "tables" / f"{key}.{ext}").stat().st_size > 100
         _assert_valid_latex((built / "tables" / f"{key}.tex").read_text())
-    for stem in ("latent_vs_vocab_tasks", "latent_vs_vocab_languages", "ndcg_vs_topk", "ndcg_vs_sparsity",
-                 "ndcg_vs_latency", "ndcg_vs_layer", "ndcg_vs_width"):
+    for stem in FIGURES:
         png, pdf = built / "figures" / f"{stem}.png", built / "figures" / f"{stem}.pdf"
         assert png.stat().st_size > 10_000 and pdf.read_bytes()[:4] == b"%PDF"
         image = matplotlib.image.imread(png)
@@ -285,39 +415,20 @@ def test_cli_builds_tables_figures_and_index(built):
     for link in re.findall(r"\]\(((?:tables|figures|provenance)/[^)]+)\)", index):
         assert (built / link).is_file(), link
     assert "measured here" in index and "arXiv 2603.13277v1" in index
-    assert "results: `__main__.py model=splare_26 benchmark=mteb_eng`" in index
-    assert "zero-shot" in index
-    with (built / "tables" / "table1.csv").open() as f:
-        grid = list(csv.reader(f))
-    row = next(r for r in grid if r[0] == SPLARE.removeprefix("harness/"))
-    assert row[grid[0].index("MTEB(eng, v2)")].endswith("†")
+    latent = by_config(runs, "splare2b", layer=2, width=64)
+    assert f"### {latent.label}" in index
+    assert "python -m harness model=splare2b model.backbone.path=tiny/llama" in index
+    assert "config `splare2b`, kind splare (latent space); backbone: tiny/llama; layer: 2" in index
+    assert "zero-shot" in index and str(REPO_ROOT) not in index
 
 
 def test_cli_runs_selects_and_reports_errors(tmp_path, capsys):
-    run = FIXTURES / "runs" / "2026-11-26" / "*"
-    assert main(["build", "--name", "one", "--results", str(RESULTS), "--runs", str(run),
-                 "--out", str(tmp_path)]) == 0
+    assert main(["build", "--name", "one", "--results", str(RESULTS), "--runs",
+                 str(FIXTURES / "runs" / "splade_tiny_q10"), "--out", str(tmp_path)]) == 0
     index = (tmp_path / "one" / "index.md").read_text()
-    assert "### splare-llama3.1-8b-l26-sae128k-topk40-400" in index
-    assert "### splade-llama3.1-8b-vocab-topk40-400" not in index
-    assert "10-00-00_splare7b_mteb_eng`: `python -m harness model=splare7b benchmark=mteb_eng`" in index
+    assert re.findall(r"^### (.+)$", index, re.MULTILINE) == ["splade_mlm-splade-bert-tiny-len512-q10-d100"]
+    assert "Hydra run `" in index
     assert main(["build", "--name", "x", "--results", str(RESULTS), "--runs", str(tmp_path / "nope*")]) == 2
     assert "matches no folder" in capsys.readouterr().err
     assert main(["build", "--name", "bad/name", "--results", str(RESULTS), "--out", str(tmp_path)]) == 2
     assert main(["build", "--name", "x", "--results", str(tmp_path / "empty")]) == 2
-
-
-def test_fixtures_are_what_the_generator_writes(tmp_path):
-    """The committed fixtures match a fresh run of make_fixtures.py (mteb's writer, same scores)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    fresh = module.write_fixtures(tmp_path)
-    committed = sorted(p.relative_to(RESULTS) for p in RESULTS.rglob("*.json"))
-    assert committed == sorted(p.relative_to(fresh) for p in fresh.rglob("*.json"))
-    for rel in committed:
-        a, b = json.loads((RESULTS / rel).read_text()), json.loads((fresh / rel).read_text())
-        if "scores" in a:
-            assert a["scores"] == b["scores"], rel

@@ -72,17 +72,16 @@ def revision_note(run: ModelRun, rows: pd.DataFrame) -> str | None:
     """Why the measured revision may differ from the leaderboard's (None when they agree)."""
     published = sorted(set(rows["revision"]))
     v = run.variant
+    ran = f"leaderboard ran {', '.join(published)}"
     if v.kind == "splade_mlm":
-        asked = v.backbone_revision
-        if asked in published:
+        if v.backbone != v.backbone_id:
+            return f"weights from the local folder {v.backbone}, not the hub; {ran}"
+        if v.backbone_revision in published:
             return None
-        if v.backbone_id and not v.backbone_revision and v.backbone == v.backbone_id:
-            return f"hub revision not pinned (main); leaderboard ran {', '.join(published)}"
-        return (f"weights from {v.backbone} (revision {asked or 'not pinned'}); leaderboard ran "
-                f"{', '.join(published)}")
+        return f"hub revision {v.backbone_revision or 'not pinned (main)'}; {ran}"
     if run.revision in published:
         return None
-    return f"revision {run.revision}; leaderboard ran {', '.join(published)}"
+    return f"revision {run.revision}; {ran}"
 
 
 def delta_frame(leaderboard: pd.DataFrame, runs: Sequence[ModelRun]) -> pd.DataFrame:
@@ -90,7 +89,8 @@ def delta_frame(leaderboard: pd.DataFrame, runs: Sequence[ModelRun]) -> pd.DataF
     the leaderboard score, the measured score (None when the task was not run), Δ and the flag.
 
     Columns: run (label), model, leaderboard_revision, task, splits, leaderboard, measured,
-    delta, flagged, subsets (measured subsets / leaderboard n_subsets), source_path.
+    delta (NaN when not measured), flagged, subsets ("<measured (split, subset) entries>/<the
+    leaderboard's n_subsets>"), source_path.
     """
     out = []
     for run in runs:
@@ -132,18 +132,16 @@ def leaderboard_table(leaderboard: pd.DataFrame, runs: Sequence[ModelRun]) -> Ta
         for caveat in run.variant.caveats:
             out.note(f"{label}: {caveat}.")
         for _, row in group.iterrows():
-            marks = ""
-            if row["delta"] is not None and abs(row["delta"]) > FLAG:
-                marks += FLAG_MARK
+            measured, delta = (None if pd.isna(row[k]) else float(row[k]) for k in ("measured", "delta"))
+            marks = FLAG_MARK if row["flagged"] else ""
             n, total = map(int, row["subsets"].split("/"))
-            if row["measured"] is not None and n < total:
+            if measured is not None and n < total:
                 marks += SUBSETS
                 out.note(f"{SUBSETS} {label}, {row['task']}: {row['subsets']} (split, subset) "
                          "entries of the leaderboard's.")
             out.rows.append([Cell(text=label), Cell(text=row["task"]), Cell(text=row["splits"]),
                              Cell(row["leaderboard"], kind="leaderboard"),
-                             Cell(row["measured"], kind="measured"),
-                             Cell(row["delta"], kind="delta", marks=marks)])
+                             Cell(measured, kind="measured"), Cell(delta, kind="delta", marks=marks)])
     out.note(f"Leaderboard: {SOURCE}, the file named in each row's source_path of "
              f"{LEADERBOARD_CSV.name}; measured: this harness (see Provenance).")
     out.note(f"Δ = measured − leaderboard; {FLAG_MARK} |Δ| > {FLAG} points; – task not measured.")

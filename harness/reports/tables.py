@@ -9,6 +9,7 @@ measured number with caveats (zero-shot, sliced queries) "§".
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ from harness.reports.collect import ModelRun, subset_scores, task_score
 from harness.reports.variants import paper_counterpart
 
 PARTIAL, SUBSETS, CAVEAT = "†", "‡", "§"
+#: Characters kept out of table keys (they name files and Markdown links).
+_FILE_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -419,7 +422,7 @@ def measured_language_tables(runs: Sequence[ModelRun], exclude: set[str]) -> lis
         measured = [r for r in runs if task in r.results]
         per_run = {r.label: subset_scores(r.results[task], "main_score") for r in measured}
         subsets = sorted({s for got in per_run.values() for s in got})
-        out = Table(key=f"languages_{task}", header=["Subset", *per_run],
+        out = Table(key="languages_" + _FILE_UNSAFE.sub("_", task).strip("_"), header=["Subset", *per_run],
                     title=f"{task} per subset (main score)")
         for subset in subsets:
             out.rows.append([Cell(text=subset), *[Cell(got.get(subset), kind="measured")

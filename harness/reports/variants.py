@@ -53,7 +53,7 @@ class Variant:
     config: str | None = None
     kind: str | None = None
     space: str | None = None
-    backbone: str | None = None      # hub id, else local path
+    backbone: str | None = None      # the local path it loaded from, else the hub id
     backbone_id: str | None = None
     backbone_revision: str | None = None
     layer: int | None = None
@@ -112,7 +112,7 @@ def parse_variant(name: str, record: Mapping[str, Any] | None, meta: Mapping[str
         config=record.get("config"),
         kind=kind.name,
         space=kind.space,
-        backbone=record.get("backbone"),
+        backbone=record.get("backbone_path") or record.get("backbone_id"),  # what was loaded
         backbone_id=record.get("backbone_id"),
         backbone_revision=backbone_cfg.get("revision"),
         layer=record.get("layer"),
