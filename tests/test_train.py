@@ -272,6 +272,8 @@ def test_killed_run_resumes_from_its_last_checkpoint_to_the_same_adapter(assets,
     assert resumed.summary["resumed_from"].endswith("checkpoint-2")
     assert resumed.summary["steps"] == 4
     _assert_same_adapter(whole.folder, resumed.folder)
+    logs = [json.loads(line) for line in (resumed.folder / "train_log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in logs if "loss" in line] == [1, 2, 3, 4]  # killed steps not repeated
 
 
 def test_init_adapter_for_another_backbone_or_layer_fails_before_loading(assets, tmp_path):

@@ -190,6 +190,18 @@ def resume_checkpoint(train_cfg: Mapping, out: Path) -> str | None:
     return last
 
 
+def trim_log(path: Path, checkpoint: str | None) -> None:
+    """Start the training log afresh, or, when resuming, keep only the lines up to the checkpoint's
+    step (the killed run logged steps past it that are trained again)."""
+    if checkpoint is None or not path.is_file():
+        path.unlink(missing_ok=True)
+        return
+    step = int(Path(checkpoint).name.rsplit("-", 1)[1])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
 def shared_output_dir(out: Path) -> Path:
     """Process 0's output folder on every DDP process (each composes its own `${now:...}`)."""
     if world_size() == 1:
@@ -274,8 +286,7 @@ def train(cfg: DictConfig) -> TrainResult:
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-        if checkpoint is None:
-            (out / LOG_FILE).unlink(missing_ok=True)
+        trim_log(out / LOG_FILE, checkpoint)
 
     distill = LABEL in data.column_names
     set_seed(int(train_cfg.seed))
