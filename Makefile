@@ -50,6 +50,11 @@ tasks:
 report:
 	$(PY) -m harness.reports build $(if $(RUN),--name $(notdir $(RUN)) --runs '$(RUN)',) $(ARGS)
 
+# MTEB leaderboard reproduction of one config (opensearch_doc_*, bm25): its leaderboard tasks, then Δ.
+.PHONY: reproduce
+reproduce:
+	$(PY) -m harness.reproduce $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(error make reproduce needs MODEL=<config>, e.g. MODEL=opensearch_doc_v3_distill)) $(ARGS)
+
 # LoRA training of a SPLARE/SPLADE config (paper recipe); DATA names conf/data/<DATA>.yaml.
 DATA ?= embedded_pairs
 train:

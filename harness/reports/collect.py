@@ -172,7 +172,8 @@ def _model_section(config: Mapping[str, Any] | None) -> Any:
     return None if config is None else config.get("model")
 
 
-def _matches(model_run: ModelRun, section: Any) -> bool:
+def matches_model(model_run: ModelRun, section: Any) -> bool:
+    """Whether a run record of `model_run` used the composed `model` config section `section`."""
     return section is not None and any(_model_section(r.config) == section for r in model_run.records)
 
 
@@ -190,7 +191,7 @@ def select_runs(model_runs: Sequence[ModelRun], run_folders: Sequence[Path]) -> 
             continue
         record = read_hydra_run(folder)
         section = _model_section(record.config)
-        matched = [m for m in model_runs if _matches(m, section)]
+        matched = [m for m in model_runs if matches_model(m, section)]
         if not matched:
             raise ValueError(f"run folder {folder}: no results on disk were produced with its model config")
         for model_run in matched:
