@@ -48,7 +48,8 @@ def _encoder(head: str, d_in: int, chunk_tokens: int):
     vocab = HEADS[head] if head == "lm_head" else SMALL_VOCAB
     config = LlamaConfig(vocab_size=vocab, hidden_size=d_in, intermediate_size=2 * d_in,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096, bos_token_id=1, pad_token_id=0)
+                         max_position_embeddings=4096, bos_token_id=1, pad_token_id=0,
+                         tie_last_hidden_states=False)  # read the raw residual stream
     words = {"<pad>": 0, "<bos>": 1, "<unk>": 2}
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(tok_models.WordLevel(words, unk_token="<unk>")),
