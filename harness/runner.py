@@ -86,6 +86,9 @@ def build_model(cfg: DictConfig, results_root: Path, spec: ModelSpec | None = No
         batch_size=int(cfg.run.batch_size),
         show_progress=bool(cfg.run.show_progress),
         encoding_key=key,
+        devices=cfg.run.devices,
+        max_tokens_per_batch=cfg.run.max_tokens_per_batch,
+        cache_max_k=cfg.run.cache_max_k,
     )
     atomic_write_text(
         stats_dir / VARIANT_FILE,

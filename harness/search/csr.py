@@ -1,4 +1,4 @@
-"""Sparse encodings as scipy CSR: conversion from torch sparse tensors, encoding, top-k pruning.
+"""Sparse encodings as scipy CSR: conversion from torch sparse tensors, row moves, top-k pruning.
 
 Every matrix here is a `scipy.sparse.csr_matrix` of shape `[n_texts, dim]` with int32 column
 ids (scipy widens them to int64 only past 2^31 entries), float32 values, sorted column ids per
@@ -8,18 +8,12 @@ Nothing is ever densified to `[n, dim]`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
-
-#: Texts handed to one `encode_*` call; bounds the transient torch COO tensor (int64 ids).
-ENCODE_CHUNK = 2048
 
 
 def empty_csr(n_rows: int, dim: int) -> sp.csr_matrix:
@@ -68,60 +62,20 @@ class Encoded:
     """Encodings of a list of texts and what they cost.
 
     matrix: `[n_texts, dim]` canonical CSR; empty or whitespace-only texts are empty rows.
-    n_tokens: tokens fed to the encoder (after its own truncation).
+    n_tokens: tokens fed to the encoder (after its own truncation, prompt included).
     seconds: wall time of encoding (tokenisation for the count excluded).
+    cap: entries kept per row: each row holds its `cap` largest values (`top_k_rows`), or every
+        active dimension when `cap` is 0. Valid for any top-k with `0 < k <= cap` (or any k at 0).
     """
 
     matrix: sp.csr_matrix
     n_tokens: int
     seconds: float
+    cap: int = 0
 
-
-def encode_to_csr(
-    encode_fn: Callable[..., torch.Tensor],
-    count_tokens: Callable[[list[str]], int],
-    texts: Sequence[str],
-    dim: int,
-    *,
-    batch_size: int,
-    show_progress: bool,
-    desc: str,
-) -> Encoded:
-    """Encode `texts` with a SparseEncoder method (`encode_query` / `encode_document`) into CSR.
-
-    The encoder is called on chunks of `ENCODE_CHUNK` non-empty texts with
-    `convert_to_sparse_tensor=True`; each chunk's COO tensor `[chunk, dim]` is converted to CSR at
-    once, so peak memory is O(nnz), never O(n_texts x dim).
-    """
-    keep = np.array([bool(t and t.strip()) for t in texts], dtype=bool)
-    kept_rows = np.flatnonzero(keep)
-    blocks: list[sp.csr_matrix] = []
-    n_tokens = 0
-    seconds = 0.0
-    with tqdm(total=len(kept_rows), desc=desc, disable=not show_progress, unit="text") as bar:
-        for start in range(0, len(kept_rows), ENCODE_CHUNK):
-            chunk = [texts[i] for i in kept_rows[start : start + ENCODE_CHUNK]]
-            n_tokens += count_tokens(chunk)
-            began = time.perf_counter()
-            out = encode_fn(
-                chunk,
-                batch_size=batch_size,
-                convert_to_tensor=True,
-                convert_to_sparse_tensor=True,
-                save_to_cpu=True,
-                show_progress_bar=False,
-            )
-            block = torch_sparse_to_csr(out)
-            seconds += time.perf_counter() - began
-            if block.shape != (len(chunk), dim):
-                raise ValueError(
-                    f"encoder returned shape {block.shape} for {len(chunk)} texts, "
-                    f"expected dim {dim}"
-                )
-            blocks.append(block)
-            bar.update(len(chunk))
-    stacked = sp.vstack(blocks, format="csr") if blocks else empty_csr(0, dim)
-    return Encoded(scatter_rows(stacked, kept_rows, len(texts)), n_tokens, seconds)
+    def serves(self, k: int) -> bool:
+        """Whether `top_k_rows(self.matrix, k)` equals the top-k of the uncapped encoding."""
+        return self.cap == 0 or 0 < k <= self.cap
 
 
 def scatter_rows(matrix: sp.csr_matrix, rows: np.ndarray, n_rows: int) -> sp.csr_matrix:
@@ -134,6 +88,14 @@ def scatter_rows(matrix: sp.csr_matrix, rows: np.ndarray, n_rows: int) -> sp.csr
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     return _csr(matrix.data, matrix.indices, indptr, (n_rows, matrix.shape[1]))
+
+
+def permute_rows(matrix: sp.csr_matrix, order: np.ndarray) -> sp.csr_matrix:
+    """Canonical CSR `[n, dim]` whose row `order[i]` is row i of `matrix` (a permutation)."""
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    moved = matrix[inverse]
+    return _csr(moved.data, moved.indices, moved.indptr.astype(np.int64), matrix.shape)
 
 
 @numba.njit(parallel=True, cache=True)

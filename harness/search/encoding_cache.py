@@ -1,9 +1,13 @@
-"""On-disk cache of uncapped sparse encodings ("encode once, prune later").
+"""On-disk cache of sparse encodings, bounded per vector ("encode once, prune later").
 
 One `.npz` file per (encoder identity, task, subset, split, side, content): the canonical CSR
-arrays `[n_texts, dim]` plus a JSON header with a checksum, the token count and the encoding time.
-Writes are atomic (temporary file in the same folder + `os.replace`); reads check the shape and
-the checksum, and a damaged entry is reported with a warning, removed and rebuilt by the caller.
+arrays `[n_texts, dim]` plus a JSON header with a checksum, the token count, the encoding time and
+the cap N (each row keeps its N largest entries; 0 = every active dimension). An entry serves any
+top-k with 0 < k <= N; a larger k (or k = 0, uncapped) is a miss and the caller re-encodes and
+replaces it. Writes are atomic (temporary file in the same folder + `os.replace`); reads check
+the shape and the checksum, and a damaged entry is reported with a warning, removed and rebuilt by
+the caller. `lock(key)` is the lock file beside an entry that keeps concurrent jobs on a shared
+filesystem from encoding the same entry twice at once.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import scipy.sparse as sp
 import torch
 
 from .csr import Encoded
+from .lock import FileLock
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the file layout changes (code and weight changes are in the key itself).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def _digest(*chunks: bytes) -> str:
@@ -81,7 +86,7 @@ class CorruptEntryError(ValueError):
 
 
 class EncodingCache:
-    """Uncapped CSR encodings under `root`, keyed by `EncodingCache.key(...)`."""
+    """CSR encodings (capped per row: `Encoded.cap`) under `root`, keyed by `EncodingCache.key`."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -97,19 +102,33 @@ class EncodingCache:
         """File of an entry."""
         return self.root / f"{key}.npz"
 
-    def load(self, key: str, n_rows: int, dim: int) -> Encoded | None:
-        """The cached encoding `[n_rows, dim]`, or None when absent or corrupt (then removed)."""
+    def lock(self, key: str) -> FileLock:
+        """The lock file of an entry (`<key>.lock`), to hold while encoding it."""
+        return FileLock(self.root / f"{key}.lock")
+
+    def load(self, key: str, n_rows: int, dim: int, top_k: int = 0) -> Encoded | None:
+        """The cached encoding `[n_rows, dim]` when it serves `top_k` (0 = uncapped), else None.
+
+        A corrupt entry is removed; one capped below `top_k` is left to be replaced.
+        """
         path = self.path(key)
         if not path.exists():
             return None
         try:
-            return self._read(path, n_rows, dim)
+            encoded = self._read(path, n_rows, dim)
         except (CorruptEntryError, OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
             warnings.warn(
                 f"encoding cache entry {path} is corrupt ({err}); re-encoding", stacklevel=2
             )
             path.unlink(missing_ok=True)
             return None
+        if not encoded.serves(top_k):
+            logger.info(
+                "encoding cache entry %s keeps the top %d per row; top-k %s needs a re-encoding",
+                path, encoded.cap, top_k or "uncapped",
+            )
+            return None
+        return encoded
 
     @staticmethod
     def _read(path: Path, n_rows: int, dim: int) -> Encoded:
@@ -130,7 +149,9 @@ class EncodingCache:
             raise CorruptEntryError("checksum mismatch")
         matrix = sp.csr_matrix((data, indices, indptr), shape=shape)
         matrix.has_sorted_indices = True
-        return Encoded(matrix, int(header["n_tokens"]), float(header["seconds"]))
+        return Encoded(
+            matrix, int(header["n_tokens"]), float(header["seconds"]), int(header["cap"])
+        )
 
     def save(self, key: str, encoded: Encoded, description: dict[str, object]) -> Path:
         """Write an entry atomically; `description` (JSON-serialisable) is kept in the header."""
@@ -141,6 +162,7 @@ class EncodingCache:
             "checksum": _checksum(m.data, m.indices, m.indptr, m.shape),
             "n_tokens": encoded.n_tokens,
             "seconds": encoded.seconds,
+            "cap": encoded.cap,
             "description": description,
         }
         path = self.path(key)
@@ -160,5 +182,7 @@ class EncodingCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        logger.info("cached encodings %s (%d x %d, nnz %d)", path, *m.shape, m.nnz)
+        logger.info(
+            "cached encodings %s (%d x %d, nnz %d, cap %d)", path, *m.shape, m.nnz, encoded.cap
+        )
         return path

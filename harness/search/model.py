@@ -1,6 +1,7 @@
 """`SparseSearchModel`: mteb's `SearchProtocol` for any sentence-transformers SparseEncoder.
 
-`index` encodes the corpus once (uncapped, cached), prunes it to the document top-k and builds
+`index` encodes the corpus once (cached, capped at `cache_max_k` per vector so that every top-k
+up to it reuses the entry), prunes it to the document top-k and builds
 the backend index; `search` encodes the queries the same way, prunes them to the query top-k and
 either searches the whole corpus (exact or Seismic) or, for Reranking / InstructionReranking
 tasks (`top_ranked`), scores only each query's candidates by sparse dot products. Every query id
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,8 @@ from mteb.types import PromptType
 
 from . import stats
 from .backends import BackendConfig, SearchIndex
-from .csr import Encoded, encode_to_csr, top_k_rows
+from .csr import Encoded, top_k_rows
+from .encode import encode_texts, parse_devices
 from .encoding_cache import EncodingCache, content_hash, encoder_digest
 from .exact import ExactIndex, TopK, pair_scores
 
@@ -44,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 #: Depth of the Seismic-vs-exact agreement reported in the efficiency statistics.
 RECALL_DEPTH = 10
+#: Default `cache_max_k`: entries cached per vector (above every top-k of the paper's sweeps).
+CACHE_MAX_K = 1024
 
 
 def is_reranking(task_metadata: TaskMetadata) -> bool:
@@ -106,12 +111,21 @@ class SparseSearchModel:
         top_k_query: active dimensions kept per query (0 = no cap).
         top_k_document: active dimensions kept per document (0 = no cap).
         backend: the `cfg.search` node, `name` (exact | seismic) plus parameters.
-        cache_dir: folder of the uncapped-encoding cache, or None for no cache.
+        cache_dir: folder of the encoding cache, or None for no cache.
         stats_dir: folder for `<task_name>.efficiency.json`, or None for no statistics file.
-        batch_size: encoder batch size (mteb's `encode_kwargs["batch_size"]` is not used).
+        batch_size: with `max_tokens_per_batch` None, the budget is batch_size x the encoder's
+            max length (today's fixed batch at full length; mteb's `encode_kwargs` are not used).
         show_progress: show encoding progress bars.
         encoding_key: identity of the encoder's uncapped encodings (`models.encoding_key(spec)`);
             None hashes the loaded encoder's weights instead.
+        devices: `run.devices`: None (the encoder's own device), `auto` (every visible GPU) or a
+            list such as `["cuda:0", "cuda:1"]`; two or more encode through
+            sentence-transformers' multi-process pool.
+        max_tokens_per_batch: batch budget in padded tokens (texts sorted by length), at least
+            the encoder's max length; None = batch_size x max length.
+        cache_max_k: entries kept per cached vector: a side with top-k k is cached with its
+            max(k, cache_max_k) largest entries (uncapped when k or cache_max_k is 0), so any
+            later top-k up to that reuses the entry and a larger one re-encodes.
     """
 
     def __init__(
@@ -127,12 +141,27 @@ class SparseSearchModel:
         batch_size: int = 32,
         show_progress: bool = True,
         encoding_key: str | None = None,
+        devices: Sequence[str] | str | None = None,
+        max_tokens_per_batch: int | None = None,
+        cache_max_k: int = CACHE_MAX_K,
     ):
         for label, value in (("top_k.query", top_k_query), ("top_k.document", top_k_document)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{label} must be an integer >= 0 (0 = no cap), got {value!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not isinstance(cache_max_k, int) or isinstance(cache_max_k, bool) or cache_max_k < 0:
+            raise ValueError(
+                f"run.cache_max_k must be an integer >= 0 (0 = no cap), got {cache_max_k!r}"
+            )
+        max_length = int(encoder.max_seq_length)
+        if max_tokens_per_batch is None:
+            max_tokens_per_batch = batch_size * max_length
+        elif not isinstance(max_tokens_per_batch, int) or max_tokens_per_batch < max_length:
+            raise ValueError(
+                f"run.max_tokens_per_batch={max_tokens_per_batch!r} must be an integer >= the "
+                f"model's max length {max_length} (a full-length text must fit in a batch)"
+            )
         similarity = getattr(encoder, "similarity_fn_name", "dot")
         if similarity != "dot":
             raise ValueError(
@@ -147,6 +176,12 @@ class SparseSearchModel:
         self.cache = EncodingCache(Path(cache_dir)) if cache_dir is not None else None
         self.stats_dir = Path(stats_dir) if stats_dir is not None else None
         self.batch_size = batch_size
+        self.max_tokens_per_batch = int(max_tokens_per_batch)
+        self.cache_max_k = cache_max_k
+        self.devices = parse_devices(devices)
+        if self.devices is not None and len(self.devices) == 1:
+            encoder.to(self.devices[0])
+        self._pool: dict[str, Any] | None = None
         self.show_progress = show_progress
         self._encoding_key = encoding_key
         self._identity: dict[str, Any] | None = None
@@ -185,22 +220,31 @@ class SparseSearchModel:
             }
         return self._identity
 
-    def _count_tokens(self, texts: list[str]) -> int:
-        """Tokens the encoder reads for `texts` (after truncation, without prompts)."""
-        total = 0
-        for start in range(0, len(texts), self.batch_size):
-            features = self.encoder.preprocess(texts[start : start + self.batch_size])
-            if "attention_mask" in features:
-                total += int(features["attention_mask"].sum())
-            else:
-                total += int(features["input_ids"].numel())
-        return total
+    def _encode_pool(self) -> dict[str, Any] | None:
+        """sentence-transformers' multi-process pool on `devices` (two or more), started once and
+        stopped when this model is collected or the interpreter exits."""
+        if self.devices is None or len(self.devices) < 2:
+            return None
+        if self._pool is None:
+            self._pool = self.encoder.start_multi_process_pool(self.devices)
+            weakref.finalize(self, self.encoder.stop_multi_process_pool, self._pool)
+        return self._pool
 
     def _encode(
-        self, side: str, ids: list[str], texts: list[str], task_name: str, subset: str, split: str
+        self,
+        side: str,
+        ids: list[str],
+        texts: list[str],
+        top_k: int,
+        task_name: str,
+        subset: str,
+        split: str,
     ) -> tuple[Encoded, bool]:
-        """Uncapped encodings `[len(texts), dim]` of one side, from the cache when possible."""
-        fn = self.encoder.encode_query if side == "query" else self.encoder.encode_document
+        """Encodings `[len(texts), dim]` of one side serving `top_k`, from the cache if possible.
+
+        With a cache, encoding happens under the entry's lock: a job that finds it held waits, then
+        reads what the holder wrote (or takes over a stale lock and encodes).
+        """
         key = None
         if self.cache is not None:
             key = self.cache.key(
@@ -212,32 +256,40 @@ class SparseSearchModel:
                 content=content_hash(ids, texts),
                 dim=self.dim,
             )
-            hit = self.cache.load(key, len(texts), self.dim)
+            hit = self.cache.load(key, len(texts), self.dim, top_k)
             if hit is not None:
                 logger.info("%s %s/%s %ss: cached encodings", task_name, subset, split, side)
                 return hit, True
-        encoded = encode_to_csr(
-            fn,
-            self._count_tokens,
+            with self.cache.lock(key):
+                hit = self.cache.load(key, len(texts), self.dim, top_k)
+                if hit is not None:
+                    logger.info("%s %s/%s %ss: encoded by another job", task_name, subset, split, side)
+                    return hit, True
+                cap = 0 if top_k == 0 or self.cache_max_k == 0 else max(top_k, self.cache_max_k)
+                encoded = self._encode_texts(side, texts, cap, task_name, subset, split)
+                self.cache.save(
+                    key,
+                    encoded,
+                    {"model": self._meta.name, "task": task_name, "subset": subset,
+                     "split": split, "side": side},
+                )
+            return encoded, False
+        return self._encode_texts(side, texts, top_k, task_name, subset, split), False
+
+    def _encode_texts(
+        self, side: str, texts: list[str], cap: int, task_name: str, subset: str, split: str
+    ) -> Encoded:
+        return encode_texts(
+            self.encoder,
+            side,
             texts,
             self.dim,
-            batch_size=self.batch_size,
+            max_tokens=self.max_tokens_per_batch,
+            cap=cap,
+            pool=self._encode_pool(),
             show_progress=self.show_progress,
             desc=f"Encoding {side}s ({task_name} {subset}/{split})",
         )
-        if self.cache is not None and key is not None:
-            self.cache.save(
-                key,
-                encoded,
-                {
-                    "model": self._meta.name,
-                    "task": task_name,
-                    "subset": subset,
-                    "split": split,
-                    "side": side,
-                },
-            )
-        return encoded, False
 
     def _side(self, side: str, dataset: Any, task_name: str, subset: str, split: str) -> _Side:
         if side not in ("query", "document"):
@@ -246,7 +298,7 @@ class SparseSearchModel:
         top_k = self.top_k_query if side == "query" else self.top_k_document
         ids = [str(i) for i in dataset["id"]]
         texts = _retrieval_texts(dataset, prompt_type)
-        encoded, from_cache = self._encode(side, ids, texts, task_name, subset, split)
+        encoded, from_cache = self._encode(side, ids, texts, top_k, task_name, subset, split)
         return _Side(
             ids,
             top_k_rows(encoded.matrix, top_k),
