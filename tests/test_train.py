@@ -246,6 +246,17 @@ def test_gradient_checkpointing_trains_the_same_adapter(assets, tmp_path):
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in _adapter_weights(plain.folder).items())
 
 
+def test_bf16_mixed_precision_step_trains(assets, tmp_path):
+    from harness.train.run import use_bf16
+
+    assert use_bf16("auto") == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    assert (use_bf16("bf16"), use_bf16("fp32")) == (True, False)
+    result = train(_train_cfg(assets, tmp_path / "bf16", precision="bf16", steps=2, batch_size=2))
+    assert result.summary["precision"] == "bf16"
+    assert torch.isfinite(torch.tensor(result.summary["train_loss"]))
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in _adapter_weights(result.folder).items())
+
+
 class Killed(Exception):
     """Stands in for a kill: raised inside a training step."""
 
