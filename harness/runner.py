@@ -119,10 +119,11 @@ def run(cfg: DictConfig, offline: bool | None = None) -> pd.DataFrame:
 
     from harness.results import RunLog, claim_encoding_cache, claim_results_root
     from harness.runfiles import QUERIES_DIR, RunFileWriter
+    from harness.sweep import job_benchmark, track
     from harness.tasks import check_datasets_cached, load_tasks
 
     spec = check_config(cfg)
-    tasks = load_tasks(cfg.benchmark, only=cfg.run.tasks)
+    tasks = load_tasks(*job_benchmark(cfg))  # only this job's shard when run.shard is set
     if not tasks:
         raise ValueError(f"benchmark '{cfg.benchmark.name}' selects no task")
     if offline:
@@ -130,6 +131,7 @@ def run(cfg: DictConfig, offline: bool | None = None) -> pd.DataFrame:
     results_root = Path(cfg.run.results_dir).resolve()
     claim_results_root(results_root, shown=cfg.run.results_dir)
     model, cache, out_dir = build_model(cfg, results_root, spec)
+    cache = track(cfg, cache, tasks, out_dir.parent)  # logs sweep progress after every task
     encodings = getattr(model, "cache", None)
     if encodings is not None:
         claim_encoding_cache(encodings.root)
