@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--leaderboard", type=Path, default=None,
                         help="leaderboard CSV (default: ../shared/reference/leaderboard_sparse_scores.csv)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (model.*, run.*, search.*)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     from harness.cli import EXPECTED_ERRORS
     from harness.config import compose_config
     from harness.offline import configure_offline

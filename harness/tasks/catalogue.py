@@ -36,12 +36,13 @@ def benchmark_tasks(benchmark: str, task_types: Sequence[str]) -> list[AbsTask]:
 
 
 def named_tasks(names: Sequence[str]) -> list[AbsTask]:
-    """mteb tasks by exact name; an unknown name fails with one line naming it."""
-    known = {t.metadata.name for t in mteb.get_tasks()}
+    """mteb tasks by exact name, superseded ones included (MTEB(eng, v2) still lists
+    ClimateFEVERHardNegatives & co.); an unknown name fails with one line naming it."""
+    known = {t.metadata.name for t in mteb.get_tasks(exclude_superseded=False)}
     missing = [n for n in names if n not in known]
     if missing:
         raise ValueError(f"unknown mteb task(s) {missing}; see `mteb.get_tasks()` for valid names")
-    return list(mteb.get_tasks(tasks=list(names))) if names else []
+    return list(mteb.get_tasks(tasks=list(names), exclude_superseded=False)) if names else []
 
 
 _TEXT_STATS = {"num_documents": "documents_text_statistics", "num_queries": "queries_text_statistics"}
