@@ -15,8 +15,11 @@ ARGS ?=
 # Hydra multirun when MODEL lists several configs.
 comma := ,
 MULTIRUN = $(if $(findstring $(comma),$(MODEL)),-m,)
+# LAUNCHER=slurm|local|ray: one launcher job per (model, task shard) via python -m harness.sweep
+# (conf/hydra/launcher/); empty: one process per model, as before.
+LAUNCHER ?=
 
-.PHONY: setup prepare test lint mmteb sweep-topk tasks report train mntp controlled-run bench bench-search bench-encode
+.PHONY: setup prepare test lint mmteb plan sweep-topk tasks report train mntp controlled-run bench bench-search bench-encode
 
 setup: $(VENV)/.installed prepare
 
@@ -38,7 +41,11 @@ lint:
 	$(VENV)/bin/ruff check harness models tests benchmarks
 
 mmteb:
-	$(PY) -m harness $(MULTIRUN) model=$(MODEL) benchmark=$(BENCHMARK) search=$(SEARCH) $(ARGS)
+	$(if $(LAUNCHER),$(PY) -m harness.sweep --launcher $(LAUNCHER),$(PY) -m harness $(MULTIRUN)) model=$(MODEL) benchmark=$(BENCHMARK) search=$(SEARCH) $(ARGS)
+
+# Cost before spending: documents, queries, tokens, encoding hours, cache size (mteb stats, no download).
+plan:
+	$(PY) -m harness.plan model=$(MODEL) benchmark=$(BENCHMARK) $(ARGS)
 
 # Top-k ablation (paper Table 3 rows) from one set of cached, uncapped encodings.
 sweep-topk:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,8 +142,8 @@ def test_status_line_formats():
 
 SMALL = [  # the embedded benchmark, smaller: two languages of the embedded task, a small XQuAD slice
     "model=splade_tiny", "benchmark=embedded",
-    "benchmark.local_tasks=[{name:EmbeddedMultilingualRetrieval,docs_per_language:12,"
-    "languages:[eng,deu]}]",
+    ("benchmark.local_tasks=[{name:EmbeddedMultilingualRetrieval,docs_per_language:12,"
+     "languages:[eng,deu]}]"),
     "benchmark.slice_queries=8", "benchmark.slice_docs=16", "run.show_progress=false",
 ]
 
@@ -193,3 +195,36 @@ def test_local_launcher_two_shards_equal_a_single_run(tmp_path):
     # the report's collector sees one model variant holding both shards' tasks
     runs = load_model_runs(tmp_path / "sharded")
     assert len(runs) == 1 and set(runs[0].results) == set(scores)
+
+
+def test_slurm_launcher_submits_one_array_of_models_times_shards(tmp_path):
+    """Without a cluster: a stand-in `sbatch` keeps the script submitit writes from our config."""
+    bin_dir, record, sweep_dir = tmp_path / "bin", tmp_path / "job.sbatch", tmp_path / "sweep"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/bin/bash\ncp "$1" {record}\necho "Submitted batch job 42"\n')
+    (bin_dir / "srun").write_text("#!/bin/bash\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.sweep", "--launcher", "slurm", "model=splade_tiny,bm25",
+         "benchmark=embedded", "benchmark.data_tasks=[]", "run.tasks_per_job=1",
+         "hydra.launcher.partition=a100", "hydra.launcher.timeout_min=90",
+         f"hydra.sweep.dir={sweep_dir}"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not record.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+    finally:  # submitit waits for the (never running) array: stop it
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    assert record.exists(), err[-3000:]
+    script = record.read_text()
+    # 2 models x 1 task of the benchmark (data tasks off) = 2 jobs in one array
+    for line in ("#SBATCH --array=0-1%2", "#SBATCH --partition=a100", "#SBATCH --time=90",
+                 "#SBATCH --gpus-per-node=1", "#SBATCH --job-name=harness_embedded"):
+        assert line in script, script
+    manifest = json.loads((sweep_dir / ".progress" / sweep.MANIFEST).read_text())
+    assert (manifest["jobs"], manifest["tasks"]) == (2, 2)
