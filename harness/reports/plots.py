@@ -291,8 +291,10 @@ def plot_axis_curve(runs: Sequence[ModelRun], folder: Path, axis: str) -> Figure
                       f"({n} task(s))")
     if axis == "width":
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("SAE width (latents)")
     else:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("backbone layer the SAE reads")
     ax.set_ylabel("mean main score (nDCG@10)")
     ax.set_title(f"SAE {axis} ablation")
