@@ -21,11 +21,11 @@ from harness.search import SparseSearchModel
 from harness.search.csr import top_k_rows, torch_sparse_to_csr
 from harness.search.encode import encode_texts, ladder_floor, parse_devices, plan_batches
 
-MAX_LENGTH = 48
-WORDS = (
-    "the wing boundary layer flow at supersonic speed heat transfer plate shock wave pressure "
-    "distribution on a cone in hypersonic stream with laminar and turbulent separation"
-).split()
+MAX_LENGTH = 32
+WORDS = [
+    "the", "wing", "boundary", "layer", "flow", "at", "supersonic", "speed", "heat", "transfer",
+    "plate", "shock", "wave", "pressure", "on", "a", "cone", "laminar", "turbulent", "separation",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,9 @@ def encoder():
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    """60 texts of 1 to 70 words (some truncated at MAX_LENGTH tokens), plus two blank ones."""
+    """36 texts of 1 to 45 words (some truncated at MAX_LENGTH tokens), plus two blank ones."""
     rng = np.random.default_rng(0)
-    out = [" ".join(rng.choice(WORDS, int(rng.integers(1, 70)))) for _ in range(60)]
+    out = [" ".join(rng.choice(WORDS, int(rng.integers(1, 45)))) for _ in range(36)]
     return [*out[:10], "", *out[10:], "   "]
 
 
@@ -223,7 +223,7 @@ def test_bad_encoding_settings_fail_in_one_line(encoder, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="auto: no visible CUDA device"):
             parse_devices("auto")
-    with pytest.raises(ValueError, match=r"max_tokens_per_batch=47 must be an integer >= .* 48"):
+    with pytest.raises(ValueError, match=r"max_tokens_per_batch=31 must be an integer >= .* 32"):
         make_model(encoder, tmp_path, 5, max_tokens_per_batch=MAX_LENGTH - 1)
     with pytest.raises(ValueError, match="cache_max_k must be an integer >= 0"):
         make_model(encoder, tmp_path, 5, cache_max_k=-1)
