@@ -139,7 +139,8 @@ def test_mntp_lowers_held_out_loss_and_retrieval_training_starts_from_its_adapte
     assert after < 0.7 * before, (before, after)
     folder = tmp_path / "mntp"
     origin = json.loads((folder / "adapter_origin.json").read_text())
-    assert origin == {"backbone": str(assets["lm"]), "layer": None, "stage": "mntp"}
+    assert origin == {"backbone": str(assets["lm"]), "layer": None, "stage": "mntp",
+                      "attention": "bidirectional"}
     logs = [json.loads(line) for line in (folder / "mntp_log.jsonl").read_text().splitlines()]
     assert any("loss" in line for line in logs)
     # `train.init_adapter`: the trainable encoder starts from the MNTP adapter (ForCausalLM keys

@@ -296,6 +296,8 @@ def test_init_adapter_for_another_backbone_or_layer_fails_before_loading(assets,
          r"was trained on backbone '/somewhere/else', not on this model's"),
         ({"backbone": str(assets["lm"]), "layer": LAYER + 1, "stage": "retrieval"},
          rf"was trained for read-out layer {LAYER + 1}, but model.backbone.layer={LAYER}"),
+        ({"backbone": str(assets["lm"]), "layer": None, "stage": "mntp", "attention": "bidirectional"},
+         "was trained with bidirectional attention, but this model trains with causal attention"),
     ]:
         (folder / "adapter_origin.json").write_text(json.dumps(origin))
         cfg = _train_cfg(assets, tmp_path / "run", init_adapter=str(folder))

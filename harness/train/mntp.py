@@ -10,9 +10,10 @@ the loss is the cross-entropy of each picked token predicted from the logits one
 (the causal LM's shifted loss, restricted to the picked tokens). Only the LoRA trains.
 
 The output folder (`mntp.output_dir`) holds the peft adapter, `adapter_origin.json` (the backbone,
-layer null: it fits any read-out layer), `mntp_config.yaml`, `mntp_log.jsonl` and
+layer null: it fits any read-out layer; bidirectional attention), `mntp_config.yaml`, `mntp_log.jsonl` and
 `mntp_summary.json` (with `mntp.eval_texts`: the masked-token loss on held-out texts before and
-after). Retrieval training continues it: `make train MODEL=<m> ARGS='train.init_adapter=<folder>'`.
+after). Retrieval training continues it with bidirectional attention (`model.backbone.bidirectional`
+auto or true): `make train MODEL=<m> ARGS='train.init_adapter=<folder>'`.
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def mntp(cfg: DictConfig) -> dict[str, Any]:
     }
     if main_process:
         model.save_pretrained(str(out))
-        (out / ORIGIN_FILE).write_text(json.dumps(origin(source, None, "mntp"), indent=2), encoding="utf-8")
+        (out / ORIGIN_FILE).write_text(json.dumps(origin(source, None, "mntp", "bidirectional"), indent=2), encoding="utf-8")
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
         logger.info("MNTP adapter saved to %s; next: %s", out, summary["next"])
     return summary

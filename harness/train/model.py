@@ -5,7 +5,8 @@ embeddings (vocabulary head) stay frozen. The LoRA is fresh, or continues an exi
 (`train.init_adapter`, e.g. the MNTP stage's). The adapter is saved with peft's `save_pretrained`
 and loads back through `model.backbone.adapter=<folder>` (`CausalLMBackbone.apply_adapter`).
 Every adapter folder written here also holds `adapter_origin.json`: the backbone it was trained
-on and the read-out layer (null for a full-model stage such as MNTP), checked before reuse.
+on, the read-out layer (null for a full-model stage such as MNTP) and the attention, checked
+before reuse.
 """
 
 from __future__ import annotations
@@ -72,14 +73,16 @@ def same_backbone(a: str, b: str) -> bool:
     return a == b
 
 
-def origin(source: str, layer: int | None, stage: str) -> dict[str, Any]:
-    """What `adapter_origin.json` records: backbone source, read-out layer (None: any), stage."""
-    return {"backbone": source, "layer": layer, "stage": stage}
+def origin(source: str, layer: int | None, stage: str, attention: str) -> dict[str, Any]:
+    """What `adapter_origin.json` records: backbone source, read-out layer (None: any), stage,
+    attention (`causal` / `bidirectional`)."""
+    return {"backbone": source, "layer": layer, "stage": stage, "attention": attention}
 
 
-def check_init_adapter(folder: str, source: str, layer: int) -> dict[str, Any]:
+def check_init_adapter(folder: str, source: str, layer: int, attention: str) -> dict[str, Any]:
     """The origin record of adapter `folder`; one-line ValueError unless it is a peft adapter
-    trained on backbone `source` for read-out layer `layer` (or for the full model). No weights load."""
+    trained on backbone `source` for read-out layer `layer` (or for the full model), with the
+    attention (`causal` / `bidirectional`) this model trains with. No weights load."""
     path = Path(folder).expanduser()
     if not (path / "adapter_config.json").is_file():
         raise ValueError(f"train.init_adapter={folder}: not a peft adapter folder (no adapter_config.json)")
@@ -88,7 +91,7 @@ def check_init_adapter(folder: str, source: str, layer: int) -> dict[str, Any]:
         record = json.loads(record_path.read_text(encoding="utf-8"))
     else:
         base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        record = origin(str(base.get("base_model_name_or_path") or ""), None, "unknown")
+        record = {"backbone": str(base.get("base_model_name_or_path") or ""), "layer": None}
     if not same_backbone(str(record["backbone"]), source):
         raise ValueError(
             f"train.init_adapter={folder} was trained on backbone '{record['backbone']}', "
@@ -98,6 +101,11 @@ def check_init_adapter(folder: str, source: str, layer: int) -> dict[str, Any]:
         raise ValueError(
             f"train.init_adapter={folder} was trained for read-out layer {record['layer']}, "
             f"but model.backbone.layer={layer}"
+        )
+    if record.get("attention") not in (None, attention):
+        raise ValueError(
+            f"train.init_adapter={folder} was trained with {record['attention']} attention, but this "
+            f"model trains with {attention} attention (set model.backbone.bidirectional)"
         )
     return record
 

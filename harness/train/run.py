@@ -271,7 +271,7 @@ def train(cfg: DictConfig) -> TrainResult:
     source = models.resolve(spec).backbone
     init_adapter = train_cfg.get("init_adapter")
     if init_adapter:
-        check_init_adapter(str(init_adapter), source, spec.backbone.layer)
+        check_init_adapter(str(init_adapter), source, spec.backbone.layer, spec.backbone.attention)
     lora = train_cfg.lora
     adapter_config = lora_config(lora.r, float(lora.alpha), float(lora.dropout), list(lora.targets))
     out = shared_output_dir(Path(train_cfg.output_dir).expanduser().resolve())
@@ -342,7 +342,7 @@ def train(cfg: DictConfig) -> TrainResult:
         "evaluate": f"python -m harness model={cfg.model.name} model.backbone.adapter={out}",
     }
     if main_process:
-        save_adapter(encoder, str(out), origin(source, spec.backbone.layer, "retrieval"))
+        save_adapter(encoder, str(out), origin(source, spec.backbone.layer, "retrieval", spec.backbone.attention))
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
         logger.info("adapter saved to %s; evaluate with: %s", out, summary["evaluate"])
     return TrainResult(out, encoder, summary)
