@@ -7,6 +7,7 @@ Nothing is recomputed: scores come from mteb TaskResult files, efficiency from t
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from harness.paths import REPO_ROOT
 from harness.reports import plots
 from harness.reports import tables as T
 from harness.reports.collect import ModelRun, load_measured
@@ -109,6 +111,11 @@ def _provenance(runs: Sequence[ModelRun], folder: Path, repo_root: Path) -> list
     return lines
 
 
+def _shown_leaderboard(path: Path) -> str:
+    """The shared leaderboard CSV as `../shared/…` (relative to the checkout), else as given."""
+    return os.path.relpath(path, REPO_ROOT) if path == LEADERBOARD_CSV else str(path)
+
+
 def _or_dash(value: object) -> str:
     return "–" if value is None else str(value)
 
@@ -162,7 +169,7 @@ def build_report(name: str, results_root: Path, run_globs: Sequence[str] = (), o
         "aggregates (metric averaged over the subsets and splits present), ×100."),
         ("- **leaderboard**: the column `Leaderboard` of the leaderboard table is the official MTEB "
          "result of the same model, copied from "
-         + (f"`{_rel(Path(leaderboard_path), repo_root)}`" if leaderboard_path is not None
+         + (f"`{_shown_leaderboard(Path(leaderboard_path))}`" if leaderboard_path is not None
             else "nowhere (no leaderboard CSV found: no such table)") + "."),
         ("- **Δ** = measured − the paper's number for the paper model the run reproduces (same table, same "
         "task/benchmark); shown only where both exist."),
