@@ -94,7 +94,6 @@ class MaxLog1pPool(torch.autograd.Function):
         device = hidden.device.type  # backward recomputes under the same autocast (bf16) state
         ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         ctx.save_for_backward(hidden, pooled, argmax, *params)
-        ctx.mark_non_differentiable(argmax)
         return pooled
 
     @staticmethod
