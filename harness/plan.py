@@ -336,8 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in names:
             cfg = compose_config([*overrides, *([f"model={name}"] if name else [])])
             table, notes = plan_model(cfg, args)
-            print(f"plan: {cfg.model.name} on {cfg.benchmark.name} "
-                  f"({len(table) - 1} task(s); counts from mteb's statistics, no download)")
+            print(f"plan: {cfg.model.name} on {cfg.benchmark.name} ({len(table) - 1} task(s); "
+                  "mteb tasks from mteb's statistics, local tasks measured; no download)")
             print(table.to_string(index=False))
             for note in notes:
                 print(f"- {note}")
