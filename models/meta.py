@@ -87,14 +87,16 @@ def revision(spec: ModelSpec, encoding: str | None, search: Mapping[str, Any] | 
     })
 
 
-def training_datasets(adapter: str | None) -> set[str] | None:
-    """mteb task names a trained adapter saw (its `train_config.yaml` data `mteb_tasks`).
+def training_datasets(trained: str | None) -> set[str] | None:
+    """mteb task names the retrieval training saw, for mteb's zero-shot flag.
 
-    None when there is no adapter (a zero-shot backbone) or the config does not say.
+    No adapter or checkpoint: an untrained backbone, trained on no MTEB task (empty set). A
+    trained folder: its `train_config.yaml` data `mteb_tasks` (conf/data/*.yaml), None (unknown)
+    when the folder does not say.
     """
-    if not adapter:
-        return None
-    path = Path(adapter) / TRAIN_CONFIG
+    if not trained:
+        return set()
+    path = Path(trained) / TRAIN_CONFIG
     if not path.is_file():
         return None
     from omegaconf import OmegaConf
@@ -199,7 +201,7 @@ def model_meta(spec: ModelSpec, revision_hash: str | None, parts: Resolved | Non
         reference=facts.reference or (f"https://huggingface.co/{hub_id}" if hub_id else None),
         similarity_fn_name="dot",
         use_instructions=False,
-        training_datasets=training_datasets(parts.adapter),
+        training_datasets=training_datasets(parts.adapter or parts.checkpoint),
         adapted_from=hub_id if hub_id and not is_local(hub_id) else None,
         model_type=["sparse"],
     )

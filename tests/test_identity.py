@@ -160,3 +160,16 @@ def test_folder_digest_ignores_download_metadata(tmp_path):
     assert identity.folder_digest(folder) == before
     shutil.copy(folder / "config.json", folder / "generation_config.json")
     assert identity.folder_digest(folder) != before
+
+
+def test_model_meta_counts_and_reads_training_datasets(parts):
+    spec = _spec(parts, backbone={"adapter": str(parts["adapter"])})
+    meta = models.model_meta(spec, "r")
+    assert meta.training_datasets is None  # the adapter says nothing of its data: unknown
+    (parts["adapter"] / "train_config.yaml").write_text(
+        "data:\n  name: msmarco_bge_kd\n  mteb_tasks: [MSMARCO]\n")
+    meta = models.model_meta(spec, "r")
+    assert meta.training_datasets == {"MSMARCO"} and meta.embed_dim == 40
+    zero_shot = models.model_meta(_spec(parts), "r")
+    assert zero_shot.training_datasets == set() and zero_shot.n_parameters == meta.n_parameters
+    assert zero_shot.release_date == "2024-07-23" and "eng-Latn" in zero_shot.languages
