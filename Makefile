@@ -57,6 +57,14 @@ tasks:
 report:
 	$(PY) -m harness.reports build $(if $(RUN),--name $(notdir $(RUN)) --runs '$(RUN)',) $(ARGS)
 
+# Paired significance, win/tie/loss, cross-lingual grids and examples of two or more variants of
+# one results root: make compare RESULTS=results VARIANTS=splare_tiny,splade_tiny_llm [ARGS='examples=3']
+RESULTS ?= results
+VARIANTS ?= splare_tiny,splade_tiny_llm
+.PHONY: compare
+compare:
+	$(PY) -m harness.compare results=$(RESULTS) variants=$(VARIANTS) $(ARGS)
+
 # MTEB leaderboard reproduction of one config (opensearch_doc_*, bm25): its leaderboard tasks, then Δ.
 .PHONY: reproduce
 reproduce:
