@@ -48,7 +48,11 @@ def check_layer(config: PretrainedConfig, layer: int, source: str) -> None:
 
 
 def truncated_config(
-    source: str, layer: int, bidirectional: bool, attn_implementation: str | None = None
+    source: str,
+    layer: int,
+    bidirectional: bool,
+    attn_implementation: str | None = None,
+    revision: str | None = None,
 ) -> PretrainedConfig:
     """The config of `source` with only decoder layers 0..`layer`, and the attention mode set.
 
@@ -58,7 +62,7 @@ def truncated_config(
     `use_bidirectional_attention` halves the sliding window there) take effect. A config-level
     `is_causal` is dropped: transformers would turn every causal mask bidirectional with it.
     """
-    config = AutoConfig.from_pretrained(source)
+    config = AutoConfig.from_pretrained(source, revision=revision)
     check_layer(config, layer, source)
     attention.check_attention(config, bidirectional, attn_implementation)
     updates: dict[str, Any] = {"num_hidden_layers": layer + 1, "tie_last_hidden_states": False}
@@ -88,11 +92,13 @@ def load_kwargs(
     dtype: str | torch.dtype,
     attn_implementation: str | None,
     device: str | torch.device | None,
+    revision: str | None = None,
 ) -> dict[str, Any]:
     """`from_pretrained` keyword arguments: the truncated config, dtype, the family's attention
-    implementation, and `device_map` so that weights stream straight onto `device`."""
+    implementation, the hub revision, and `device_map` so that weights stream onto `device`."""
     kwargs: dict[str, Any] = {
         "config": config,
+        "revision": revision,
         "dtype": torch_dtype(dtype),
         "attn_implementation": attention.resolve_implementation(config, attn_implementation),
     }
@@ -106,9 +112,9 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-2) -> bool:
     return bool((a - b).norm() <= tol * b.norm().clamp_min(1e-12))
 
 
-def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(source: str, revision: str | None = None) -> PreTrainedTokenizerBase:
     """Tokenizer of a decoder model, padded on the right (positions stay 0..n-1), pad token set."""
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -177,16 +183,19 @@ class CausalLMBackbone(InputModule):
         final_norm: bool = False,
         attn_implementation: str | None = None,
         device: str | torch.device | None = None,
+        revision: str | None = None,
     ) -> CausalLMBackbone:
         """Load layers 0..`layer` of the HF model at `source` (hub id or folder), nothing above.
 
         `attn_implementation=None` picks the family's default (`attention.resolve_implementation`).
         `device` (e.g. `cuda:0`) loads the weights straight onto it, never whole into host RAM.
+        `revision`: the hub branch, tag or commit (ignored for a local folder).
         """
-        config = truncated_config(source, layer, bidirectional, attn_implementation)
-        kwargs = load_kwargs(config, dtype, attn_implementation, device)
+        config = truncated_config(source, layer, bidirectional, attn_implementation, revision)
+        kwargs = load_kwargs(config, dtype, attn_implementation, device, revision)
         model = AutoModel.from_pretrained(source, **kwargs)
-        return cls(model, load_tokenizer(source), layer, max_seq_length, bidirectional, final_norm)
+        tokenizer = load_tokenizer(source, revision)
+        return cls(model, tokenizer, layer, max_seq_length, bidirectional, final_norm)
 
     @torch.no_grad()
     def check_readout(self) -> None:

@@ -129,11 +129,14 @@ def as_spec(model: Mapping | ModelSpec, training: bool = False) -> ModelSpec:
 
 
 def load_encoder(
-    path: str, device: str = "cpu", dtype: str | torch.dtype = "float32"
+    path: str, device: str = "cpu", dtype: str | torch.dtype = "float32",
+    revision: str | None = None,
 ) -> SparseEncoder:
-    """Load a saved SparseEncoder (ours or stock); our module classes need `trust_remote_code`."""
+    """Load a saved SparseEncoder (ours or stock; a folder or a hub id at `revision`); our module
+    classes need `trust_remote_code`."""
     return SparseEncoder(
-        path, device=device, trust_remote_code=True, model_kwargs={"dtype": torch_dtype(dtype)}
+        path, device=device, trust_remote_code=True, revision=revision,
+        model_kwargs={"dtype": torch_dtype(dtype)},
     )
 
 
@@ -142,8 +145,8 @@ def check_parts(spec: ModelSpec, parts: Resolved) -> None:
     attention mode, layer range, SAE width and hook layer."""
     if parts.checkpoint or not spec.kind.decoder:
         return
-    config = AutoConfig.from_pretrained(parts.backbone)
     b = spec.backbone
+    config = AutoConfig.from_pretrained(parts.backbone, revision=b.revision)
     check_attention(config, b.attention == "bidirectional", b.attn_implementation)
     check_layer(config, b.layer, parts.backbone)
     if spec.sae is not None:
@@ -167,11 +170,12 @@ def build_encoder(model: Mapping | ModelSpec, training: bool = False) -> SparseE
     if parts.checkpoint:
         encoder = load_encoder(parts.checkpoint, device, b.dtype)
     elif spec.kind.head == "mlm":
-        encoder = load_encoder(parts.backbone, device, b.dtype)
+        encoder = load_encoder(parts.backbone, device, b.dtype, b.revision)
     elif spec.kind.head == "sae":
         body = CausalLMBackbone.from_pretrained(
             parts.backbone, b.layer, dtype=b.dtype, max_seq_length=b.max_length,
             bidirectional=bidirectional, attn_implementation=b.attn_implementation, device=device,
+            revision=b.revision,
         )
         sae = load_sae(parts.sae_release, parts.sae_id, parts.sae_path, dtype=b.dtype)
         pooling = SaeLatentPooling(sae, **_chunk(spec))
@@ -180,7 +184,7 @@ def build_encoder(model: Mapping | ModelSpec, training: bool = False) -> SparseE
         body, head = load_with_lm_head(
             parts.backbone, b.layer, dtype=b.dtype, max_seq_length=b.max_length,
             bidirectional=bidirectional, attn_implementation=b.attn_implementation,
-            device=device, **_chunk(spec),
+            device=device, revision=b.revision, **_chunk(spec),
         )
         encoder = SparseEncoder(modules=[body, head], device=device)
     if parts.adapter:

@@ -117,15 +117,18 @@ def _counted(spec: ModelSpec, parts: Resolved) -> tuple[int | None, int | None]:
     from models.backbone import truncated_config
 
     b = spec.backbone
-    if spec.kind.decoder:
-        config = truncated_config(parts.backbone, b.layer, b.attention == "bidirectional")
+    if not spec.kind.decoder:  # a stock SparseEncoder: a folder's tensors, or the hub's config
+        if Path(parts.backbone).is_dir():
+            return _counted_checkpoint(parts.backbone)
+        config = AutoConfig.from_pretrained(parts.backbone, revision=b.revision,
+                                            trust_remote_code=True)
         with torch.device("meta"):
-            n_backbone = sum(p.numel() for p in AutoModel.from_config(config).parameters())
-    else:
-        config = AutoConfig.from_pretrained(parts.backbone)
-        with torch.device("meta"):
-            model = AutoModelForMaskedLM.from_config(config)
+            model = AutoModelForMaskedLM.from_config(config, trust_remote_code=True)
         return int(config.vocab_size), sum(p.numel() for p in model.parameters())
+    config = truncated_config(parts.backbone, b.layer, b.attention == "bidirectional",
+                              b.attn_implementation, b.revision)
+    with torch.device("meta"):
+        n_backbone = sum(p.numel() for p in AutoModel.from_config(config).parameters())
     if spec.kind.head == "sae":
         from models.sae_pooling import read_sae_config
 
@@ -139,7 +142,8 @@ def _counted(spec: ModelSpec, parts: Resolved) -> tuple[int | None, int | None]:
 
 
 def _counted_checkpoint(folder: str) -> tuple[int | None, int | None]:
-    """Width and parameters of a saved SparseEncoder from its safetensors headers (no decoder)."""
+    """Width and parameters of a saved SparseEncoder from its safetensors headers (no SAE
+    decoder): the width is an SAE's `d_sae`, else the (MLM) config's `vocab_size`."""
     if not Path(folder).is_dir():
         return None, None
     from safetensors import safe_open

@@ -231,6 +231,7 @@ class ModelSpec:
             "head": self.kind.head,
             "backbone": (b.id or b.path) if b else None,
             "backbone_id": b.id if b else None,
+            "backbone_revision": b.revision if b else None,
             "backbone_path": b.path if b else None,
             "layer": b.layer if b else None,
             "dtype": b.dtype if b else None,

@@ -160,20 +160,22 @@ def load_with_lm_head(
     chunk_tokens: int = 256,
     attn_implementation: str | None = None,
     device: str | torch.device | None = None,
+    revision: str | None = None,
 ) -> tuple[CausalLMBackbone, VocabLogitsPooling]:
     """Layers 0..`layer` of the causal LM at `source` (final norm kept), its LM head as a SPLADE head.
 
-    `attn_implementation` and `device` as in `CausalLMBackbone.from_pretrained`.
+    `attn_implementation`, `device` and `revision` as in `CausalLMBackbone.from_pretrained`.
     """
     from transformers import AutoModelForCausalLM
 
-    config = truncated_config(source, layer, bidirectional, attn_implementation)
+    config = truncated_config(source, layer, bidirectional, attn_implementation, revision)
     lm = AutoModelForCausalLM.from_pretrained(
-        source, **load_kwargs(config, dtype, attn_implementation, device)
+        source, **load_kwargs(config, dtype, attn_implementation, device, revision)
     )
     head = lm.get_output_embeddings()
     tied = head.weight is lm.get_input_embeddings().weight
     backbone = CausalLMBackbone(
-        lm.base_model, load_tokenizer(source), layer, max_seq_length, bidirectional, final_norm=True
+        lm.base_model, load_tokenizer(source, revision), layer, max_seq_length, bidirectional,
+        final_norm=True,
     )
     return backbone, VocabLogitsPooling.from_causal_lm(head, lm.config, tied, chunk_tokens)

@@ -93,9 +93,10 @@ def test_tiny_opensearch_model_through_the_runner_and_delta(tmp_path, capsys):
     variant = json.loads((folder / "harness" / "variant.json").read_text())
     assert (variant["kind"], variant["backbone_id"], variant["dtype"]) == ("splade_mlm", HUB_ID, "float16")
     meta = json.loads((folder / "model_meta.json").read_text())
-    mlm = AutoModelForMaskedLM.from_pretrained(tiny)  # the document side; the IDF vector aside
+    mlm = AutoModelForMaskedLM.from_pretrained(tiny)  # the document side, plus the query IDF vector
     assert meta["embed_dim"] == mlm.config.vocab_size
-    assert meta["n_parameters"] == sum(p.numel() for p in mlm.parameters())
+    idf = mlm.config.vocab_size
+    assert meta["n_parameters"] == sum(p.numel() for p in mlm.parameters()) + idf
 
     assert main([MODEL, "--no-run", *overrides]) == 0  # real CSV: 6 tasks, none measured here
     out = capsys.readouterr().out
