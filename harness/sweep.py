@@ -293,8 +293,11 @@ class SweepProgress(Callback):
             key = json.dumps([OmegaConf.to_container(job_cfg.benchmark, resolve=True),
                               OmegaConf.to_container(job_cfg.run, resolve=True)], sort_keys=True)
             if key not in counts:
-                only = job_benchmark(job_cfg)[1]
-                counts[key] = len(selected_task_names(job_cfg) if only is None else only)
+                try:
+                    only = job_benchmark(job_cfg)[1]
+                    counts[key] = len(selected_task_names(job_cfg) if only is None else only)
+                except ValueError:  # a bad setting: the job itself fails on it in one line
+                    return
             total += counts[key]
         folder = Path(str(config.hydra.sweep.dir)) / PROGRESS_DIR
         atomic_write_text(folder / MANIFEST, json.dumps(
