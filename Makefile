@@ -19,7 +19,7 @@ MULTIRUN = $(if $(findstring $(comma),$(MODEL)),-m,)
 # (conf/hydra/launcher/); empty: one process per model, as before.
 LAUNCHER ?=
 
-.PHONY: setup prepare test lint mmteb plan sweep-topk tasks report train mntp controlled-run bench bench-search bench-encode
+.PHONY: setup prepare test lint mmteb plan sweep-topk tasks report train mntp controlled-run bench bench-search bench-encode bench-train-memory bench-pooling-memory
 
 setup: $(VENV)/.installed prepare
 
@@ -83,10 +83,16 @@ mntp:
 controlled-run:
 	$(PY) benchmarks/controlled_run.py $(ARGS)
 
-bench: bench-search bench-encode
+bench: bench-search bench-encode bench-train-memory bench-pooling-memory
 
 bench-search:
 	$(PY) benchmarks/bench_search.py $(ARGS)
 
 bench-encode:
 	$(PY) benchmarks/bench_encode.py $(ARGS)
+
+bench-train-memory:
+	$(PY) benchmarks/bench_train_memory.py $(ARGS)
+
+bench-pooling-memory:
+	$(PY) benchmarks/bench_pooling_memory.py $(ARGS)
