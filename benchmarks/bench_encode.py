@@ -445,6 +445,9 @@ def main() -> None:
                 section_args.docs = args.budget_docs
             results[name] = {"latent_vs_vocab": latent_vs_vocab, "token_budget": token_budget,
                              "cache_bytes": cache_bytes}[name](section_args)
+            results[name].update(command=command.strip(), machine=machine())
+            write({name: results[name]})  # each section is kept as soon as it is measured
+        return
     for section in results.values():
         section.update(command=command.strip(), machine=machine())
     write(results)
