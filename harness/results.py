@@ -30,7 +30,6 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from mteb.models.model_meta import ModelMeta
 from mteb.results import TaskResult
 
 from harness.paths import REPO_ROOT
+from models import identity
 
 RECORDED_PACKAGES = (
     "torch", "transformers", "mteb", "sentence-transformers", "sae-lens", "peft",
@@ -175,13 +175,7 @@ def git_state() -> dict[str, Any] | None:
 
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that decide a run's numbers."""
-    versions: dict[str, str | None] = {}
-    for name in RECORDED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return identity.package_versions(RECORDED_PACKAGES)
 
 
 def command_line(argv: list[str] | None = None) -> str:

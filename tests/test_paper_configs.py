@@ -16,10 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+import tiny_sparse
 from mteb.cache import ResultCache
-from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
-from sae_lens.saes.sae import SAEMetadata
 from tiny_models import save_tiny_lm
 from transformers import AutoModel
 
@@ -37,16 +35,8 @@ TASK = ["benchmark=local_real", "benchmark.data_tasks=[LocalCranfield]",
 
 
 def save_tiny_sae(folder: Path, layer: int = LAYER) -> Path:
-    """A random JumpReLU sae-lens SAE reading `blocks.{layer}.hook_resid_post`."""
-    torch.manual_seed(2)
-    meta = SAEMetadata(hook_name=f"blocks.{layer}.hook_resid_post")
-    sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=HIDDEN, d_sae=D_SAE, metadata=meta))
-    with torch.no_grad():
-        for name, param in sae.named_parameters():
-            param.copy_(torch.randn_like(param) * (0.1 if name == "threshold" else 1.0))
-        sae.threshold.abs_()
-    sae.save_model(folder)
-    return folder
+    """A random JumpReLU sae-lens SAE (`HIDDEN` -> `D_SAE`) reading `blocks.{layer}.hook_resid_post`."""
+    return tiny_sparse.save_tiny_sae(folder, HIDDEN, D_SAE, layer)
 
 
 @pytest.fixture(scope="module")
