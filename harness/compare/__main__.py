@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -145,7 +146,7 @@ def compare(argv: Sequence[str]) -> Path:
     md += wtl_section(a, unit_tables, out, alpha)
     md += crosslingual_section(frame, [v.label for v in variants], out)
     if overlap_dir is not None:
-        md += overlap_section(overlap_dir)
+        md += overlap_section(overlap_dir, out)
     if n_examples:
         md += examples_section(variants, tasks, units, n_examples, n_dims, seed, explanations,
                                label_docs)
@@ -223,13 +224,15 @@ def crosslingual_section(frame: Any, labels: Sequence[str], out: Path) -> list[s
     return md
 
 
-def overlap_section(folder: Path) -> list[str]:
-    """The overlap measurement of `folder` (`overlap.md` written by the overlap command)."""
+def overlap_section(folder: Path, out: Path) -> list[str]:
+    """The overlap measurement of `folder` (`overlap.md` written by the overlap command), its
+    figure linked relative to the report folder `out`."""
     text = (folder / "overlap.md").read_text(encoding="utf-8")
     body = text.split("\n", 1)[1] if text.startswith("# ") else text
     return ["## Language-agnostic features (overlap of parallel texts)", "",
             f"From `{folder}` (its own command is stated there):", "",
-            body.replace("](overlap.png)", f"]({Path('..') / folder / 'overlap.png'})"), ""]
+            body.replace("](overlap.png)",
+                         f"]({os.path.relpath(folder / 'overlap.png', out)})"), ""]
 
 
 def examples_section(variants: Sequence[Any], tasks: Mapping[str, Any], units: Sequence[Any],
