@@ -180,6 +180,7 @@ def sweep_status(progress_dir: Path, now: float | None = None) -> dict[str, Any]
     score for each of their (split, subset) pairs.
     ETA: remaining tasks at the rate of tasks finished since the sweep started (result files
     written after the manifest), so jobs running in parallel shorten it; None before the first.
+    Elapsed: until the last task finished once all are done, else until `now`.
     """
     now = time.time() if now is None else now
     manifest_path = progress_dir / MANIFEST
@@ -188,17 +189,19 @@ def sweep_status(progress_dir: Path, now: float | None = None) -> dict[str, Any]
     started = manifest.get("started", min((r["started"] for r in records), default=now))
     total = manifest.get("tasks", sum(len(r["tasks"]) for r in records))
     done = finished = 0
+    last = started
     for record in records:
         for task in record["tasks"]:
             path = Path(record["folder"]) / f"{task['name']}.json"
             if task_complete(path, task["splits"], task["subsets"]):
                 done += 1
                 finished += path.stat().st_mtime >= started
+                last = max(last, path.stat().st_mtime)
     eta = None
     if finished and done < total:
         eta = (total - done) * (now - started) / finished
     return {"done": done, "total": total, "jobs": manifest.get("jobs"), "registered": len(records),
-            "eta_seconds": eta, "elapsed_seconds": now - started}
+            "eta_seconds": eta, "elapsed_seconds": (last if done >= total else now) - started}
 
 
 def status_line(status: Mapping[str, Any]) -> str:
@@ -211,18 +214,24 @@ def status_line(status: Mapping[str, Any]) -> str:
 
 
 class JobProgress:
-    """One job's part of the sweep: registers its tasks, logs the sweep's progress per task."""
+    """One job's part of the sweep: registers its tasks, logs the sweep's progress: once at the
+    start, then once per change of the done count (one line per finished task)."""
 
     def __init__(self, progress_dir: Path, job: str, folder: Path,
                  tasks: Sequence[Mapping[str, Any]]) -> None:
         """`tasks`: `{name, splits, subsets}` per task of the job (its results go to `folder`)."""
         self.progress_dir = progress_dir
+        self.last: tuple[int, int] | None = None
         atomic_write_text(progress_dir / f"job{job}.json", json.dumps(
             {"job": job, "folder": str(folder), "tasks": list(tasks), "started": time.time()}))
         self.log()
 
     def log(self) -> None:
-        logger.info("%s", status_line(sweep_status(self.progress_dir)))
+        """Log the sweep's status when its done count changed (mteb saves after every subset)."""
+        status = sweep_status(self.progress_dir)
+        if (status["done"], status["total"]) != self.last:
+            self.last = (status["done"], status["total"])
+            logger.info("%s", status_line(status))
 
 
 class ProgressCache(AtomicResultCache):

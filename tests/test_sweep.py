@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -185,8 +186,10 @@ def test_local_launcher_two_shards_equal_a_single_run(tmp_path):
     jobs = sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
     shards = [yaml.safe_load((p / ".hydra" / "overrides.yaml").read_text())[-1] for p in jobs]
     assert shards == ["run.shard=0", "run.shard=1"]
-    logs = "".join(p.read_text() for p in sweep_dir.glob(".submitit/*/*_log.out"))
-    assert "sweep: 1/2 tasks done" in logs and "sweep: 2/2 tasks done" in logs
+    logs = "".join(p.read_text() for p in sweep_dir.glob("*/__main__.log"))  # the jobs' own logs
+    # each job: a line at its start, then one per finished task (which job logs 1/2 is a race)
+    lines = re.findall(r"sweep: (\d)/2 tasks done", logs)
+    assert len(lines) >= 4 and lines.count("2") >= 1, logs
     manifest = json.loads((sweep_dir / ".progress" / sweep.MANIFEST).read_text())
     assert (manifest["jobs"], manifest["tasks"]) == (2, 2)
     status = subprocess.run([sys.executable, "-m", "harness.sweep", "status", str(sweep_dir)],
@@ -228,3 +231,18 @@ def test_slurm_launcher_submits_one_array_of_models_times_shards(tmp_path):
         assert line in script, script
     manifest = json.loads((sweep_dir / ".progress" / sweep.MANIFEST).read_text())
     assert (manifest["jobs"], manifest["tasks"]) == (2, 2)
+
+
+def test_finished_sweep_reports_the_time_to_its_last_task(tmp_path):
+    started = 1_000_000.0
+    folder, progress = tmp_path / "results", tmp_path / ".progress"
+    folder.mkdir()
+    progress.mkdir()
+    (progress / sweep.MANIFEST).write_text(json.dumps({"jobs": 1, "tasks": 2, "started": started}))
+    (progress / "job0.json").write_text(json.dumps({"job": "0", "folder": str(folder),
+        "started": started, "tasks": [{"name": n, "splits": ["dev"], "subsets": ["default"]}
+                                      for n in ("A", "B")]}))
+    _result(folder / "A.json", [("dev", "default")], started + 30)
+    _result(folder / "B.json", [("dev", "default")], started + 95)
+    status = sweep.sweep_status(progress, now=started + 5000)
+    assert sweep.status_line(status) == "sweep: 2/2 tasks done in 1m35s"
