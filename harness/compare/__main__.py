@@ -123,7 +123,11 @@ def compare(argv: Sequence[str]) -> Path:
            f"p (Holm) <= {alpha}. The row 'mean over tasks' is the same test over the tasks' "
            "scores (n = tasks, uncorrected). Per-query nDCG@10: ranx on the harness's TREC run "
            "files and the task's qrels, checked equal to the harness's per-query file and each "
-           "subset's mean to mteb's stored main score."), ""]
+           "subset's mean to mteb's stored main score."), "",
+           (f"With {len(tasks)} tasks, the smallest two-sided p the test over tasks can reach is "
+            f"{min(1.0, 2 / 2 ** len(tasks)):.3g} (all sign patterns of the task differences), and "
+            "its interval resamples only those tasks: read the 'mean over tasks' row with that "
+            "in mind."), ""]
     a = variants[0]
     tables, unit_tables = [], []
     for b in variants[1:]:
