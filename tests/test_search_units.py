@@ -158,18 +158,27 @@ def test_seismic_high_budget_matches_exact_top10_past_16_bit_ids():
     assert index.nbytes > 0
 
 
-def test_backend_config_validation():
-    assert BackendConfig.parse({"name": "exact"}).params == {"num_threads": 1}
+def test_backend_defaults_come_from_the_hydra_config():
+    import yaml
+
+    from harness.search.backends import SEARCH_CONF
+
+    for name in ("exact", "seismic"):
+        node = yaml.safe_load((SEARCH_CONF / f"{name}.yaml").read_text())
+        assert BackendConfig.parse({"name": name}).params == {
+            k: v for k, v in node.items() if k != "name"
+        }
     cfg = BackendConfig.parse({"name": "seismic", "query_cut": 5})
-    assert cfg.params["query_cut"] == 5 and cfg.params["heap_factor"] == 0.9
+    assert cfg.params["query_cut"] == 5
     for node, message in (
         ({"name": "pisa"}, "search.name must be one of"),
         ({"name": "exact", "query_cut": 3}, "unknown search.query_cut for backend 'exact'"),
         ({"name": "seismic", "heap_factor": 1.5}, "search.heap_factor must be in"),
         ({"name": "exact", "num_threads": -1}, "search.num_threads must be >= 0"),
+        ({"name": "exact", "pruning": "wand"}, "search.pruning must be one of"),
     ):
         with pytest.raises(ValueError, match=message):
-            BackendConfig.parse(node)
+            BackendConfig.parse(node).build(random_csr(5, 10, 2, seed=0))
 
 
 def test_encoding_cache_detects_corruption_and_round_trips(tmp_path: Path):

@@ -183,6 +183,238 @@ def _search_kernel(
                 seen[touched[t]] = 0
 
 
+@numba.njit(cache=True)
+def _kth_score(acc, docs, n, k, heap):  # pragma: no cover
+    """The k-th largest of acc[docs[:n]] (n >= k), using `heap` [k] as scratch."""
+    size = 0
+    for t in range(n):
+        score = acc[docs[t]]
+        if size < k:
+            pos = size
+            heap[pos] = score
+            size += 1
+            while pos > 0:
+                parent = (pos - 1) // 2
+                if heap[pos] < heap[parent]:
+                    heap[pos], heap[parent] = heap[parent], heap[pos]
+                    pos = parent
+                else:
+                    break
+        elif score > heap[0]:
+            heap[0] = score
+            pos = 0
+            while True:
+                child = 2 * pos + 1
+                if child >= size:
+                    break
+                if child + 1 < size and heap[child + 1] < heap[child]:
+                    child += 1
+                if heap[child] < heap[pos]:
+                    heap[pos], heap[child] = heap[child], heap[pos]
+                    pos = child
+                else:
+                    break
+    return heap[0]
+
+
+@numba.njit(inline="always")
+def _forward_score(q_dense, d_indptr, d_indices, d_data, doc):  # pragma: no cover
+    """<query, doc> summed in increasing term order (the order of `_search_kernel`)."""
+    total = np.float32(0.0)
+    for e in range(d_indptr[doc], d_indptr[doc + 1]):
+        w = q_dense[d_indices[e]]
+        if w != 0:
+            total += w * d_data[e]
+    return total
+
+
+@numba.njit(inline="always")
+def _heap_down(heap_s, heap_d, hpos, size, pos):  # pragma: no cover
+    """Restore the score min-heap below `pos`, keeping `hpos[doc]` = position of doc."""
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and heap_s[child + 1] < heap_s[child]:
+            child += 1
+        if heap_s[child] < heap_s[pos]:
+            heap_s[pos], heap_s[child] = heap_s[child], heap_s[pos]
+            heap_d[pos], heap_d[child] = heap_d[child], heap_d[pos]
+            hpos[heap_d[pos]] = pos
+            hpos[heap_d[child]] = child
+            pos = child
+        else:
+            break
+
+
+@numba.njit(inline="always")
+def _heap_offer(heap_s, heap_d, hpos, size, k, doc, score):  # pragma: no cover
+    """Keep the k documents with the largest (growing) partial scores; returns the heap size."""
+    p = hpos[doc]
+    if p >= 0:
+        heap_s[p] = score
+        _heap_down(heap_s, heap_d, hpos, size, p)
+        return size
+    if size < k:
+        pos = size
+        heap_s[pos] = score
+        heap_d[pos] = doc
+        hpos[doc] = pos
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if heap_s[pos] < heap_s[parent]:
+                heap_s[pos], heap_s[parent] = heap_s[parent], heap_s[pos]
+                heap_d[pos], heap_d[parent] = heap_d[parent], heap_d[pos]
+                hpos[heap_d[pos]] = pos
+                hpos[heap_d[parent]] = parent
+                pos = parent
+            else:
+                break
+        return size + 1
+    hpos[heap_d[0]] = -1
+    heap_s[0] = score
+    heap_d[0] = doc
+    hpos[doc] = 0
+    _heap_down(heap_s, heap_d, hpos, size, 0)
+    return size
+
+
+@numba.njit(parallel=True, cache=True)
+def _maxscore_kernel(
+    q_indptr,
+    q_indices,
+    q_data,
+    offsets,
+    doc_ids,
+    weights,
+    max_weight,
+    d_indptr,
+    d_indices,
+    d_data,
+    n_docs,
+    dim,
+    k,
+    n_blocks,
+    out_d,
+    out_s,
+):  # pragma: no cover
+    """Exact top-k by term-at-a-time MaxScore; fills out_d/out_s [n_queries, k].
+
+    Per query, terms are taken in decreasing order of their bound w_t * max_weight[t], and a
+    min-heap keeps the k best partial scores as they grow (its root: the threshold). Once the
+    bounds of the terms left add up to less than the threshold, no document that none of the
+    terms so far contains can reach the top k: the rest is scored only for the candidates (seen
+    documents whose partial score plus that bound can still reach the threshold), by their
+    forward rows or, when that costs more, by the remaining posting lists restricted to them.
+    The final top k is chosen on scores summed in increasing term order, as `_search_kernel` sums
+    them, so scores and ties are bit-identical to it. Non-negative weights only.
+    """
+    n_queries = len(q_indptr) - 1
+    avg_len = max(1.0, len(d_indices) / max(n_docs, 1))
+    for block in numba.prange(n_blocks):
+        acc = np.zeros(n_docs, dtype=np.float32)
+        seen = np.zeros(n_docs, dtype=np.uint8)
+        is_cand = np.zeros(n_docs, dtype=np.uint8)
+        hpos = np.full(n_docs, -1, dtype=np.int32)
+        touched = np.empty(n_docs, dtype=np.int32)
+        cand = np.empty(n_docs, dtype=np.int32)
+        q_dense = np.zeros(dim, dtype=np.float32)
+        heap_s = np.empty(k, dtype=np.float32)
+        heap_d = np.empty(k, dtype=np.int32)
+        scratch = np.empty(k, dtype=np.float32)
+        for q in range(block, n_queries, n_blocks):
+            lo, hi = q_indptr[q], q_indptr[q + 1]
+            m = hi - lo
+            if m == 0:
+                continue
+            bound = np.empty(m, dtype=np.float64)
+            n_postings = 0
+            for i in range(m):
+                term = q_indices[lo + i]
+                bound[i] = q_data[lo + i] * max_weight[term]
+                q_dense[term] = q_data[lo + i]
+                n_postings += offsets[term + 1] - offsets[term]
+            # many postings: no per-document bookkeeping, scan the accumulator instead
+            dense = n_postings * DENSE_FRACTION >= n_docs
+            order = np.argsort(-bound)
+            rest = np.zeros(m + 1, dtype=np.float64)  # rest[j]: bound of terms order[j:]
+            for j in range(m - 1, -1, -1):
+                rest[j] = rest[j + 1] + bound[order[j]]
+            slack = 1.0 + (m + 2) * 5e-7  # > ((1 + mu) / (1 - mu))^2, mu = m * 2^-24
+            n_touched = 0
+            size = 0
+            left = rest[0] * slack
+            j = 0
+            while j < m:
+                i = lo + order[j]
+                term, w = q_indices[i], q_data[i]
+                for e in range(offsets[term], offsets[term + 1]):
+                    doc = doc_ids[e]
+                    if not dense and seen[doc] == 0:
+                        seen[doc] = 1
+                        touched[n_touched] = doc
+                        n_touched += 1
+                    score = acc[doc] + w * weights[e]
+                    acc[doc] = score
+                    if size < k or score > heap_s[0]:
+                        size = _heap_offer(heap_s, heap_d, hpos, size, k, doc, score)
+                j += 1
+                left = rest[j] * slack
+                if size == k and left < heap_s[0] / slack:
+                    break
+            theta = heap_s[0] / slack if size == k else 0.0
+            pool = n_docs if dense else n_touched
+            n_cand = 0
+            for t in range(pool):
+                doc = t if dense else touched[t]
+                if acc[doc] > 0 and (acc[doc] + left) * slack >= theta:
+                    cand[n_cand] = doc
+                    n_cand += 1
+            if j < m:
+                remaining = 0
+                for jj in range(j, m):
+                    term = q_indices[lo + order[jj]]
+                    remaining += offsets[term + 1] - offsets[term]
+                if n_cand * avg_len > remaining:
+                    # the remaining posting lists, restricted to the candidates
+                    for t in range(n_cand):
+                        is_cand[cand[t]] = 1
+                    for jj in range(j, m):
+                        i = lo + order[jj]
+                        term, w = q_indices[i], q_data[i]
+                        for e in range(offsets[term], offsets[term + 1]):
+                            doc = doc_ids[e]
+                            if is_cand[doc] != 0:
+                                acc[doc] += w * weights[e]
+                    for t in range(n_cand):
+                        is_cand[cand[t]] = 0
+                    theta = _kth_score(acc, cand, n_cand, k, scratch) if n_cand >= k else 0.0
+                else:
+                    theta = -1.0  # candidates are rescored from their forward rows below
+            else:
+                theta = heap_s[0] if size == k else 0.0
+            # rescore in term order the candidates within rounding of the k-th, then select
+            n_final = 0
+            for t in range(n_cand):
+                doc = cand[t]
+                if acc[doc] * slack >= theta:
+                    cand[n_final] = doc
+                    n_final += 1
+            for t in range(n_final):
+                acc[cand[t]] = _forward_score(q_dense, d_indptr, d_indices, d_data, cand[t])
+            _select_top_k(acc, cand, n_final, k, out_d[q], out_s[q])
+            if dense:
+                acc[:] = 0.0
+            else:
+                for t in range(n_touched):
+                    acc[touched[t]] = 0.0
+                    seen[touched[t]] = 0
+            for t in range(size):
+                hpos[heap_d[t]] = -1
+            for i in range(lo, hi):
+                q_dense[q_indices[i]] = 0.0
+
+
 @numba.njit(parallel=True, cache=True)
 def _pair_kernel(
     q_indptr, q_indices, q_data, d_indptr, d_indices, d_data, pq, pd, out
@@ -230,30 +462,51 @@ def pair_scores(
     return out
 
 
+#: Values of `search.pruning` for the exact backend.
+PRUNING = ("maxscore", "none")
+
+
 class ExactIndex:
     """Exact top-k inner-product search over a canonical CSR document matrix `[n_docs, dim]`.
 
     Only documents with a non-zero score are returned (with non-negative weights: those sharing a
     term with the query), so a query with no matching term gets no results. Ties are broken by
     the lower document row.
+
+    `pruning="none"`: term-at-a-time over every posting of the query's terms (`_search_kernel`,
+    frequent terms as dense rows). `pruning="maxscore"`: the same results, bit for bit, with
+    MaxScore dynamic pruning (`_maxscore_kernel`: posting lists `[nnz]`, per-term maximum weights
+    `[dim]`, and the document rows themselves as a forward index); it needs non-negative
+    document weights and uses the plain kernel for a query batch with a negative weight.
+    `pruning=None` takes the configured default (`conf/search/exact.yaml`).
     """
 
     name = "exact"
 
-    def __init__(self, docs: sp.csr_matrix, num_threads: int = 1):
+    def __init__(self, docs: sp.csr_matrix, num_threads: int, pruning: str | None = None):
         if num_threads < 0:
             raise ValueError(f"search.num_threads must be >= 0 (0 = all cores), got {num_threads}")
+        if pruning is None:
+            from .backends import defaults
+
+            pruning = defaults("exact")["pruning"]
+        if pruning not in PRUNING:
+            raise ValueError(f"search.pruning must be one of {PRUNING}, got {pruning!r}")
         self.num_threads = num_threads
         self.n_docs, self.dim = (int(s) for s in docs.shape)
         began = time.perf_counter()
+        if docs.nnz and docs.data.min() < 0:
+            pruning = "none"  # upper bounds need non-negative weights
+        self.pruning = pruning
         csc = docs.tocsc()
         csc.sort_indices()
         df = np.diff(csc.indptr)
-        frequent = np.flatnonzero(df * DENSE_TERM_FRACTION > self.n_docs)
+        dense_fraction = DENSE_TERM_FRACTION if pruning == "none" else 0
+        frequent = np.flatnonzero(df * dense_fraction > self.n_docs)
         #: `[dim]` row of each term in `dense`, -1 for terms kept as posting lists.
         self.dense_row = np.full(self.dim, -1, dtype=np.int32)
         self.dense_row[frequent] = np.arange(len(frequent), dtype=np.int32)
-        #: `[n_frequent_terms, n_docs]` weights of the frequent terms.
+        #: `[n_frequent_terms, n_docs]` weights of the frequent terms (plain kernel only).
         self.dense = np.zeros((len(frequent), self.n_docs), dtype=np.float32)
         for row, term in enumerate(frequent):
             span = slice(csc.indptr[term], csc.indptr[term + 1])
@@ -261,17 +514,32 @@ class ExactIndex:
         kept_df = np.where(self.dense_row >= 0, 0, df)
         self.offsets = np.zeros(self.dim + 1, dtype=np.int64)
         np.cumsum(kept_df, out=self.offsets[1:])
-        keep = np.repeat(self.dense_row < 0, df)
-        self.doc_ids = csc.indices[keep].astype(np.int32)
-        self.weights = csc.data[keep].astype(np.float32)
+        if len(frequent):
+            keep = np.repeat(self.dense_row < 0, df)
+            self.doc_ids = csc.indices[keep].astype(np.int32)
+            self.weights = csc.data[keep].astype(np.float32)
+        else:  # no copy: every term is a posting list
+            self.doc_ids = csc.indices.astype(np.int32, copy=False)
+            self.weights = csc.data.astype(np.float32, copy=False)
+        del csc
+        #: `[dim]` largest weight of each term (MaxScore bounds); the forward index is `docs`.
+        self.max_weight = np.zeros(self.dim, dtype=np.float32)
+        self.forward = None
+        if pruning == "maxscore":
+            if self.weights.size:
+                nonempty = np.flatnonzero(df)
+                self.max_weight[nonempty] = np.maximum.reduceat(self.weights, self.offsets[nonempty])
+            self.forward = docs
         self.build_seconds = time.perf_counter() - began
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the posting lists, the dense rows and the per-term maps."""
-        return sum(
-            a.nbytes for a in (self.offsets, self.doc_ids, self.weights, self.dense_row, self.dense)
-        )
+        """Bytes held by the posting lists, the dense rows, the per-term maps and (MaxScore) the
+        forward rows."""
+        arrays = [self.offsets, self.doc_ids, self.weights, self.dense_row, self.dense]
+        if self.forward is not None:
+            arrays += [self.max_weight, self.forward.indptr, self.forward.indices, self.forward.data]
+        return sum(a.nbytes for a in arrays)
 
     def search(self, queries: sp.csr_matrix, k: int) -> TopK:
         """Top-k documents of every query row of `queries` `[n_queries, dim]` (canonical CSR)."""
@@ -284,21 +552,22 @@ class ExactIndex:
         try:
             for start in range(0, n_queries, QUERY_BATCH):
                 batch = queries[start : start + QUERY_BATCH]
+                blocks = max(1, min(threads, batch.shape[0]))
+                out = (doc_idx[start : start + QUERY_BATCH], scores[start : start + QUERY_BATCH])
+                if self.forward is not None and (batch.nnz == 0 or batch.data.min() >= 0):
+                    f = self.forward
+                    _maxscore_kernel(
+                        batch.indptr, batch.indices, batch.data,
+                        self.offsets, self.doc_ids, self.weights, self.max_weight,
+                        f.indptr, f.indices, f.data,
+                        self.n_docs, self.dim, k, blocks, *out,
+                    )  # fmt: skip
+                    continue
                 _search_kernel(
-                    batch.indptr,
-                    batch.indices,
-                    batch.data,
-                    self.offsets,
-                    self.doc_ids,
-                    self.weights,
-                    self.dense_row,
-                    self.dense,
-                    self.n_docs,
-                    k,
-                    max(1, min(threads, batch.shape[0])),
-                    doc_idx[start : start + QUERY_BATCH],
-                    scores[start : start + QUERY_BATCH],
-                )
+                    batch.indptr, batch.indices, batch.data,
+                    self.offsets, self.doc_ids, self.weights, self.dense_row, self.dense,
+                    self.n_docs, k, blocks, *out,
+                )  # fmt: skip
         finally:
             numba.set_num_threads(previous)
         return result

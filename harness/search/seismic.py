@@ -5,6 +5,12 @@ Pitfalls handled here (see docs/search_engines.md): the 16-bit classes cannot ho
 documents are added from integer ids in CSR layout; query components are strings;
 `batch_search` does not keep the input order, so results are re-keyed by query id; document
 values are stored as float16, so scores differ slightly from exact ones.
+
+Threads: in pyseismic-lsr 0.5.4 the `num_threads` argument of `batch_search` (and of
+`build_from_dataset`) builds a Rayon pool and drops it at once, so the call runs on Rayon's
+global pool (every core, or `RAYON_NUM_THREADS`) whatever it says. One-thread search
+(`num_threads=1`) therefore calls the single-query `search` per query, which runs on the calling
+thread; any other value uses `batch_search`.
 """
 
 from __future__ import annotations
@@ -117,21 +123,38 @@ class SeismicIndex:
         rows = np.flatnonzero(np.diff(queries.indptr))
         if self._index is None or len(rows) == 0:
             return result
-        spans = [(queries.indptr[r], queries.indptr[r + 1]) for r in rows]
-        results = self._index.batch_search(
-            np.array([str(r) for r in rows], dtype=self._string),
-            [queries.indices[a:b].astype(self._string) for a, b in spans],
-            [queries.data[a:b].astype(np.float32) for a, b in spans],
-            k,
-            query_cut=self.query_cut,
-            heap_factor=self.heap_factor,
-            num_threads=self.num_threads,
-        )
+        # one vectorised conversion: component ids as Seismic's fixed-width strings
+        components = np.split(queries.indices.astype(self._string), queries.indptr[1:-1])
+        values = np.split(queries.data.astype(np.float32, copy=False), queries.indptr[1:-1])
+        ids = rows.astype(self._string)
+        if self.num_threads == 1:
+            results = [
+                self._index.search(
+                    ids[i],
+                    components[r],
+                    values[r],
+                    k,
+                    query_cut=self.query_cut,
+                    heap_factor=self.heap_factor,
+                )
+                for i, r in enumerate(rows)
+            ]
+        else:
+            results = self._index.batch_search(
+                ids,
+                [components[r] for r in rows],
+                [values[r] for r in rows],
+                k,
+                query_cut=self.query_cut,
+                heap_factor=self.heap_factor,
+                num_threads=self.num_threads,
+            )
         for hits in results:
             if not hits:
                 continue
             row = int(hits[0][0])
-            for rank, (_, score, doc) in enumerate(sorted(hits, key=lambda h: -h[1])[:k]):
-                doc_idx[row, rank] = int(doc)
-                scores[row, rank] = score
+            ranked = sorted((-score, int(doc)) for _, score, doc in hits)[:k]
+            for rank, (neg_score, doc) in enumerate(ranked):
+                doc_idx[row, rank] = doc
+                scores[row, rank] = -neg_score
         return result

@@ -1,0 +1,171 @@
+"""Reusable pieces of the search benchmark (`benchmarks/bench_search.py`): timing, reference
+searches (scipy, mteb's stock sparse path), result comparison and one timed backend run.
+
+Every matrix is canonical CSR (`harness.search.csr`): documents `[n_docs, dim]`, queries
+`[n_queries, dim]`; results are `TopK` (`[n_queries, k]` ids and scores).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .backends import BackendConfig
+from .exact import ExactIndex, TopK
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measured(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """Run fn(); return (result, seconds, peak MB above the resident set at the start)."""
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (Linux >= 4.0)
+    base = _status_mb("VmRSS")
+    began = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - began
+    return result, seconds, max(_status_mb("VmHWM") - base, 0.0)
+
+
+def postings_per_query(docs: sp.csr_matrix, queries: sp.csr_matrix) -> float:
+    """Mean number of postings a term-at-a-time search reads per query (sum of its terms' df)."""
+    df = np.bincount(docs.indices, minlength=docs.shape[1])
+    return float(df[queries.indices].sum() / max(queries.shape[0], 1))
+
+
+def recall_at(reference: TopK, approx: TopK, k: int) -> float:
+    """Mean over queries with results of |approx top-k ∩ reference top-k| / |reference top-k|."""
+    values = []
+    for ref, got in zip(reference.doc_idx[:, :k], approx.doc_idx[:, :k], strict=True):
+        ref = set(ref[ref >= 0].tolist())
+        if ref:
+            values.append(len(ref & set(got[got >= 0].tolist())) / len(ref))
+    return float(np.mean(values)) if values else 1.0
+
+
+def identical(a: TopK, b: TopK) -> int:
+    """Queries whose top-k lists are identical (same documents in the same order, same scores)."""
+    return int(
+        sum(
+            np.array_equal(da, db) and np.array_equal(sa, sb)
+            for da, sa, db, sb in zip(a.doc_idx, a.scores, b.doc_idx, b.scores, strict=True)
+        )
+    )
+
+
+def brute_force(docs: sp.csr_matrix, queries: sp.csr_matrix, k: int) -> TopK:
+    """Top-k by scipy's sparse product `queries @ docs.T` in float64, ties to the lower row."""
+    out = TopK.allocate(queries, k, docs.shape[1], docs.shape[0])
+    k = out.doc_idx.shape[1]
+    product = (queries.astype(np.float64) @ docs.T.astype(np.float64)).tocsr()
+    for q in range(queries.shape[0]):
+        cols = product.indices[product.indptr[q] : product.indptr[q + 1]]
+        vals = product.data[product.indptr[q] : product.indptr[q + 1]]
+        keep = vals > 0
+        cols, vals = cols[keep], vals[keep]
+        order = np.lexsort((cols, -vals))[:k]
+        out.doc_idx[q, : len(order)] = cols[order]
+        out.scores[q, : len(order)] = vals[order]
+    return out
+
+
+def to_torch(m: sp.csr_matrix) -> torch.Tensor:
+    """Sparse COO torch tensor `[n, dim]` (what a SparseEncoder returns) from CSR."""
+    coo = m.tocoo()
+    idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data), m.shape).coalesce()
+
+
+def mteb_stock_search(docs: sp.csr_matrix, queries: sp.csr_matrix, k: int) -> TopK:
+    """mteb's own full-corpus search loop (`chunked_full_corpus_search`, what
+    `SparseEncoderWrapper` runs on Retrieval tasks) over precomputed sparse tensors, scored with
+    sentence-transformers' `dot_score` (a SparseEncoder's "dot" similarity)."""
+    from datasets import Dataset
+    from mteb.abstasks.task_metadata import TaskMetadata
+    from mteb.models.search_wrappers import chunked_full_corpus_search
+    from sentence_transformers.util import dot_score
+
+    chunk = 50_000  # SearchEncoderWrapper's default corpus_chunk_size
+    tensors = {s: to_torch(docs[s : s + chunk]) for s in range(0, docs.shape[0], chunk)}
+    corpus = Dataset.from_dict(
+        {"id": [str(i) for i in range(docs.shape[0])], "text": [""] * docs.shape[0]}
+    )
+    metadata = TaskMetadata(
+        name="LocalBenchSynthetic",
+        description="synthetic",
+        type="Retrieval",
+        category="t2t",
+        modalities=["text"],
+        eval_splits=["test"],
+        eval_langs=["eng-Latn"],
+        main_score="ndcg_at_10",
+        dataset={"path": "local/bench", "revision": "0"},
+        reference=None,
+        date=None,
+        domains=None,
+        task_subtypes=None,
+        license=None,
+        annotations_creators=None,
+        dialect=None,
+        sample_creation=None,
+        bibtex_citation="",
+    )
+    heaps = chunked_full_corpus_search(
+        task_corpus=corpus,
+        corpus_chunk_size=chunk,
+        query_idx_to_id={i: str(i) for i in range(queries.shape[0])},
+        query_embeddings=to_torch(queries),
+        task_metadata=metadata,
+        hf_subset="default",
+        hf_split="test",
+        top_k=k,
+        encode_kwargs={"batch_size": 32, "show_progress_bar": False},
+        encode_fn=lambda loader, **kwargs: tensors[int(loader.dataset[0]["id"])],
+        similarity_fn=dot_score,
+        search_k_offset=1,
+    )
+    out = TopK.allocate(queries, k, docs.shape[1], docs.shape[0])
+    for qid, heap in heaps.items():
+        for rank, (score, doc) in enumerate(heapq.nlargest(k, heap)):
+            if score > 0:  # the stock path pads with zero-score documents; the others do not
+                out.doc_idx[int(qid), rank], out.scores[int(qid), rank] = int(doc), score
+    return out
+
+
+def timed_backend(
+    node: dict[str, Any], docs: sp.csr_matrix, queries: sp.csr_matrix, k: int
+) -> tuple[TopK, dict[str, Any]]:
+    """Build the `cfg.search` node's index over `docs` and search `queries` once, timed.
+
+    Returns the results and `{ms_per_query, build_s, build_s_per_million_docs, index_mb,
+    peak_mb}`. Exact indexes first run two queries to load their compiled kernels.
+    """
+    config = BackendConfig.parse(node)
+    if config.name == "exact":
+        ExactIndex(docs[:100], **config.index_params).search(queries[:2], k)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        index, build, peak_build = measured(lambda: config.build(docs))
+        top, seconds, peak = measured(lambda: index.search(queries, k))
+        index_mb = index.nbytes / 2**20
+    finally:
+        torch.set_num_threads(torch_threads)
+    return top, {
+        "ms_per_query": 1000 * seconds / queries.shape[0],
+        "build_s": build,
+        "build_s_per_million_docs": build * 1e6 / docs.shape[0],
+        "index_mb": index_mb,
+        "peak_mb": max(peak, peak_build),
+    }
