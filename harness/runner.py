@@ -131,7 +131,7 @@ def run(cfg: DictConfig, offline: bool | None = None) -> pd.DataFrame:
     results_root = Path(cfg.run.results_dir).resolve()
     claim_results_root(results_root, shown=cfg.run.results_dir)
     model, cache, out_dir = build_model(cfg, results_root, spec)
-    cache = track(cfg, cache, tasks, out_dir.parent)  # logs sweep progress after every task
+    cache = track(cache, tasks, out_dir.parent)  # logs sweep progress after every task
     encodings = getattr(model, "cache", None)
     if encodings is not None:
         claim_encoding_cache(encodings.root)

@@ -247,23 +247,22 @@ class ProgressCache(AtomicResultCache):
         self.progress.log()
 
 
-def track(cfg: DictConfig, cache: AtomicResultCache, tasks: Sequence[Any], folder: Path,
-          ) -> ProgressCache:
+def track(cache: AtomicResultCache, tasks: Sequence[Any], folder: Path) -> AtomicResultCache:
     """`cache` logging sweep progress: records this job's `tasks` (their results go to `folder`).
 
     In a multirun the records go to `<sweep dir>/.progress/` (shared by every job of the sweep);
-    a single run keeps them in `<run dir>/.progress/` and reports on itself.
+    a single run keeps them in `<run dir>/.progress/` and reports on itself. Outside a Hydra app
+    (`run()` called from Python) there is no sweep: `cache` is returned as it is.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if HydraConfig.initialized():
-        hydra = HydraConfig.get()
-        multirun = hydra.mode == RunMode.MULTIRUN
-        base = Path(hydra.sweep.dir if multirun else hydra.run.dir)
-        job = str(hydra.job.num) if multirun else "0"
-    else:  # called outside a Hydra app (e.g. a test calling run())
-        base, job = Path(cfg.run.results_dir) / "runs" / "direct", "0"
+    if not HydraConfig.initialized():
+        return cache
+    hydra = HydraConfig.get()
+    multirun = hydra.mode == RunMode.MULTIRUN
+    base = Path(hydra.sweep.dir if multirun else hydra.run.dir)
+    job = str(hydra.job.num) if multirun else "0"
     entries = [{"name": t.metadata.name, "splits": list(t.eval_splits),
                 "subsets": list(t.hf_subsets)} for t in tasks]
     return ProgressCache(cache.cache_path, JobProgress(base / PROGRESS_DIR, job, folder, entries))
