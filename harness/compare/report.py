@@ -117,7 +117,7 @@ def crosslingual_figure(task: str, grid: pd.DataFrame, labels: Sequence[str]) ->
     side, same colour scale (0 to 1)."""
     langs_q = sorted(grid.query_lang.unique())
     langs_d = sorted(grid.doc_lang.unique())
-    fig, axes = plt.subplots(1, len(labels), figsize=(2.6 * len(labels) + 1, 2.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(labels), figsize=(2.9 * len(labels) + 1, 3.1), squeeze=False)
     image = None
     for ax, label in zip(axes[0], labels, strict=True):
         cells = grid[grid.variant == label]
@@ -134,7 +134,7 @@ def crosslingual_figure(task: str, grid: pd.DataFrame, labels: Sequence[str]) ->
                       [lang.split("-")[0] for lang in langs_q] if ax is axes[0, 0] else [],
                       fontsize=7)
         ax.set_xlabel("document language", fontsize=7)
-        ax.set_title(label, fontsize=7)
+        ax.set_title(label.replace(" · ", "\n", 1), fontsize=7)
     axes[0, 0].set_ylabel("query language", fontsize=7)
     fig.suptitle(task, fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="nDCG@10")
