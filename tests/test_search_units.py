@@ -86,8 +86,8 @@ def test_top_k_rows_keeps_exactly_the_k_largest():
         top_k_rows(m, -1)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_exact_index_equals_dense_dot_product(threads):
+@pytest.mark.parametrize(("threads", "pruning"), [(1, "none"), (2, "none"), (2, "maxscore")])
+def test_exact_index_equals_dense_dot_product(threads, pruning):
     rng = np.random.default_rng(4)
     docs = random_csr(3000, 800, 25, seed=5)
     # four stop-word-like terms in ~60% of the documents: stored as dense rows by the index
@@ -108,7 +108,7 @@ def test_exact_index_equals_dense_dot_product(threads):
     docs.data[:] = np.ceil(docs.data)  # integer weights: exact float sums, real ties
     queries.data[:] = np.round(queries.data) + 1
     scores = (queries @ docs.T).toarray()
-    index = ExactIndex(docs, num_threads=threads)
+    index = ExactIndex(docs, num_threads=threads, pruning=pruning)
     for k in (1, 10, 5000):
         top = index.search(queries, k)
         expected = reference_top_k(scores, k)
@@ -117,8 +117,10 @@ def test_exact_index_equals_dense_dot_product(threads):
             assert got == ref
             np.testing.assert_allclose(top.scores[q, : len(got)], scores[q, got], rtol=1e-6)
     assert index.search(queries, 10).doc_idx[-1].tolist() == [-1] * 10
-    assert index.dense.shape == (4, 3000)  # both code paths ran
-    assert index.nbytes <= 2 * docs.nnz * 8 + (800 + 1) * 12  # O(nnz), never O(n_docs x dim)
+    if pruning == "none":
+        assert index.dense.shape == (4, 3000)  # both code paths ran
+    # O(nnz) (postings, plus the forward rows for MaxScore), never O(n_docs x dim)
+    assert index.nbytes <= 2 * docs.nnz * 8 + (3000 + 1) * 8 + (800 + 1) * 16
 
 
 def test_pair_scores_equal_dense_pairs():
