@@ -98,7 +98,7 @@ def per_query_ndcg(qrels: Mapping[str, Mapping[str, int]], ranking: Ranking) -> 
     return {qid: values[MEASURE] for qid, values in scores.items()}
 
 
-def _split_data(task: AbsTask, subset: str, split: str) -> Mapping[str, Any]:
+def split_data(task: AbsTask, subset: str, split: str) -> Mapping[str, Any]:
     """The loaded `RetrievalSplitData` mteb is evaluating (as `AbsTask.evaluate` looks it up)."""
     dataset = task.dataset
     if subset not in dataset and subset == "default":
@@ -166,7 +166,7 @@ class RunFileWriter:
         flags = {"ignore_identical_ids": bool(getattr(task, "ignore_identical_ids", False)),
                  "skip_first_result": bool(getattr(task, "skip_first_result", False))}
         ranking = scored_ranking(results, **flags)
-        per_query = per_query_ndcg(_split_data(task, subset, split)["relevant_docs"], ranking)
+        per_query = per_query_ndcg(split_data(task, subset, split)["relevant_docs"], ranking)
         run_path, ndcg_path = self.paths(task_name, split, subset)
         try:
             text = trec_lines(ranking, self.run.run_id, self.depth)

@@ -245,18 +245,18 @@ def examples_section(variants: Sequence[Any], tasks: Mapping[str, Any], units: S
     """Sampled queries per task with every variant's top document and its top dimensions."""
     from harness.compare import examples as ex
     from harness.compare.report import examples_markdown
-    from harness.runfiles import _split_data
+    from harness.runfiles import split_data
 
     judged, texts = {}, {}
     for unit in units:
         task_name, split, subset = unit
-        judged[unit] = list(_split_data(tasks[task_name], subset, split)["relevant_docs"])
+        judged[unit] = list(split_data(tasks[task_name], subset, split)["relevant_docs"])
         texts[unit] = ex.unit_texts(tasks[task_name], unit)
     picks = ex.sample_queries(units, judged, n, seed)
     examples = []
     for task_name, items in picks.items():
         for unit, qid in items:
-            qrels = _split_data(tasks[task_name], unit[2], unit[1])["relevant_docs"][qid]
+            qrels = split_data(tasks[task_name], unit[2], unit[1])["relevant_docs"][qid]
             matches = []
             for v in variants:
                 top = ex.top_document(v, unit, qid)

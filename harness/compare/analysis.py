@@ -21,7 +21,7 @@ from harness.compare.significance import (
     unit_weights,
 )
 from harness.compare.variants import Unit, Variant
-from harness.runfiles import _split_data
+from harness.runfiles import split_data
 
 #: Largest tolerated gap between a unit's mean per-query score and mteb's stored main score
 #: (mteb rounds it to 5 decimals).
@@ -69,7 +69,7 @@ def per_query_table(
     for unit in units:
         task_name, split, subset = unit
         task = tasks[task_name]
-        qrels = _split_data(task, subset, split)["relevant_docs"]
+        qrels = split_data(task, subset, split)["relevant_docs"]
         query_lang, doc_lang = unit_languages(task, subset)
         domains = tuple(task.metadata.domains or ["unknown"])
         for variant in variants:

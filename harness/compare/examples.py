@@ -19,7 +19,7 @@ import torch
 
 from harness.compare.significance import read_trec_run
 from harness.compare.variants import Unit, Variant
-from harness.runfiles import _split_data, trec_order
+from harness.runfiles import split_data, trec_order
 
 
 @dataclass
@@ -54,7 +54,7 @@ def unit_texts(task: Any, unit: Unit) -> tuple[dict[str, str], dict[str, str]]:
     from mteb.types import PromptType
 
     _, split, subset = unit
-    data = _split_data(task, subset, split)
+    data = split_data(task, subset, split)
     queries = dict(zip(data["queries"]["id"], _retrieval_texts(data["queries"], PromptType.query),
                        strict=True))
     docs = dict(zip(data["corpus"]["id"], _retrieval_texts(data["corpus"], PromptType.document),

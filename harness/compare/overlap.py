@@ -76,7 +76,7 @@ def parallel_texts(task: Any, pivot: str, cross: str, split: str) -> list[tuple[
     from mteb._create_dataloaders import _retrieval_texts
     from mteb.types import PromptType
 
-    from harness.runfiles import _split_data
+    from harness.runfiles import split_data
 
     for subset in (pivot, cross):
         if subset not in task.hf_subsets:
@@ -84,7 +84,7 @@ def parallel_texts(task: Any, pivot: str, cross: str, split: str) -> list[tuple[
                              f"{task.hf_subsets}")
     sides = []
     for subset in (pivot, cross):
-        data = _split_data(task, subset, split)
+        data = split_data(task, subset, split)
         texts = dict(zip(data["corpus"]["id"], _retrieval_texts(data["corpus"],
                                                                  PromptType.document),
                          strict=True))
