@@ -173,8 +173,20 @@ def main() -> None:
         help="run only the Seismic sweep into <out>/search_seismic_sweep.json (a separate process "
         "can run it beside the rest; the report then includes it)",
     )
+    ap.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite search.md/search.json from <out>/search.json and the sweep file",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "results" / "bench")
     args = ap.parse_args()
+    if args.render:
+        report = json.loads((args.out / "search.json").read_text())
+        sweep = args.out / "search_seismic_sweep.json"
+        if sweep.exists():
+            report["seismic_sweep"] = json.loads(sweep.read_text())
+        write_report(report, args.out)
+        return
     began = time.perf_counter()
     profiles = {
         m: SparseProfile.load(REPO / "results" / "bench" / f"search_profile_{m}.npz")
