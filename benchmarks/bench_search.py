@@ -397,6 +397,7 @@ def write_report(report: dict[str, Any], out: Path) -> None:
                 f"{r['recall_at_10']:.4f} | {r['speedup_vs_exact']:.2f}x | "
                 f"{r['build_s_per_million_docs']:.0f} | {r['index_mb']:.0f} |"
             )
+        lines += ["", f"Sweep command: `{sw.get('command', report['command'])}`."]
     lines += ["", "## Headline", "", "```json", json.dumps(headline(report), indent=1), "```"]
     (out / "search.md").write_text("\n".join(lines) + "\n")
     plot_growth(report, out / "search_growth.png")
