@@ -291,6 +291,9 @@ def plan_model(cfg: DictConfig, args: argparse.Namespace) -> tuple[pd.DataFrame,
     total = table.drop(columns=["task", "source"]).sum()
     table.loc[len(table)] = {"task": "TOTAL", "source": "", **total.to_dict()}
 
+    if not spec.kind.encoder:
+        notes.append(f"{spec.name} encodes nothing on a GPU (mteb's bm25s): no hours, no cache")
+        return table, notes
     tps, tps_how = args.tokens_per_second, "given with --tokens-per-second"
     if tps is None:
         tps, tps_how = bench_tokens_per_second(spec.name), f"measured ({ENCODE_BENCH.name})"
