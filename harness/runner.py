@@ -151,7 +151,7 @@ def run(cfg: DictConfig, offline: bool | None = None) -> pd.DataFrame:
             encode_kwargs={"batch_size": int(cfg.run.batch_size)},
             show_progress_bar=bool(cfg.run.show_progress),
         )
-    except Exception as err:
+    except BaseException as err:  # Ctrl-C too: the record says `failed`, not `started`
         cache.run.finish([], error=err)
         raise
     cache.run.finish(result.task_results)
