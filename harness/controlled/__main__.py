@@ -39,11 +39,18 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from harness.cli import main_with_checked_groups, one_line_errors
-from harness.controlled.plan import RECORD_FILE, STAGES, ModelPlan, plan, repo_relative, shown
+from harness.controlled.plan import (
+    GROUPS,
+    RECORD_FILE,
+    STAGES,
+    ModelPlan,
+    group_choices,
+    plan,
+    repo_relative,
+    shown,
+)
 from harness.paths import REPO_ROOT
 from harness.results import git_state
-
-GROUPS = ("data", "benchmark", "train")
 
 
 def read_scores(results: Path) -> dict[str, float]:
@@ -91,7 +98,7 @@ def run_model(model_plan: ModelPlan, out: Path) -> dict:
 def _app(cfg: DictConfig) -> None:
     with one_line_errors():
         hydra_cfg = HydraConfig.get()
-        choices = {group: hydra_cfg.runtime.choices.get(group) for group in (*GROUPS, "controlled_budget")}
+        choices = group_choices(hydra_cfg.runtime.choices)
         plans = plan(cfg, choices)
     if cfg.controlled.dry_run:
         for model_plan in plans:

@@ -23,6 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config import CONF_DIR, check_group_overrides
 from harness.paths import REPO_ROOT
 
+#: Config groups of conf/controlled.yaml that the commands name (`controlled_budget` follows `train`).
+GROUPS = ("data", "benchmark", "train")
 #: Sections of the controlled config that the evaluation and the training commands reproduce.
 EVAL_SECTIONS = ("benchmark",)
 TRAIN_SECTIONS = ("data", "train")
@@ -124,6 +126,16 @@ def reproduced(app: str, config_name: str, groups: Sequence[str], wanted: Mappin
                 raise ValueError(f"{app} {shlex.join(overrides)} composes {key}={composed.get(key)!r}, "
                                  f"not {value!r}")
     return overrides
+
+
+def group_choices(choices: Mapping[str, Any]) -> dict[str, str | None]:
+    """The group choices (Hydra's `runtime.choices`) that the commands and the record name, with
+    `controlled_budget` None where the recipe has no budget file (Hydra names the optional choice
+    whether or not it exists)."""
+    budget = choices.get("controlled_budget")
+    if budget is not None and not (CONF_DIR / "controlled_budget" / f"{budget}.yaml").is_file():
+        budget = None
+    return {**{group: choices.get(group) for group in GROUPS}, "controlled_budget": budget}
 
 
 def _checked_models(models: Any) -> list[str]:
