@@ -81,7 +81,7 @@ mntp:
 
 # Latent vs vocabulary head on Gemma-3-270M: same data, steps and budget; evaluated before/after.
 controlled-run:
-	$(PY) benchmarks/controlled_run.py $(ARGS)
+	$(PY) -m harness.controlled $(ARGS)
 
 bench: bench-search bench-encode bench-train-memory bench-pooling-memory
 

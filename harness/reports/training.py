@@ -1,4 +1,4 @@
-"""Figures of a controlled training run (benchmarks/controlled_run.py): retrieval scores before and
+"""Figures of a controlled training run (python -m harness.controlled): retrieval scores before and
 after training per task and model, and the training curves (loss, L0 of pooled vectors) read from
 each adapter's `train_log.jsonl`.
 """
