@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.offline import configure_offline
 from harness.paths import cache_dir
 from harness.results import atomic_write_text
-from models.spec import ModelSpec
+from models.spec import ModelSpec, check_int
 
 logger = logging.getLogger("harness")
 
@@ -30,9 +30,18 @@ VARIANT_FILE = "variant.json"
 def check_config(cfg: DictConfig) -> ModelSpec:
     """Validate what can be checked without loading anything heavy; returns the model spec."""
     from harness.search import BackendConfig
+    from harness.search.encode import parse_devices
 
     spec = ModelSpec.from_config(cfg.model)
     BackendConfig.parse(OmegaConf.to_container(cfg.search, resolve=True))
+    parse_devices(cfg.run.get("devices"))
+    budget = cfg.run.get("max_tokens_per_batch")
+    if budget is not None and spec.backbone is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int) or budget < spec.backbone.max_length
+    ):
+        raise ValueError(f"run.max_tokens_per_batch={budget!r} must be an integer >= the model's "
+                         f"max length ({spec.backbone.max_length})")
+    check_int("run.cache_max_k", cfg.run.get("cache_max_k", 0))
     return spec
 
 

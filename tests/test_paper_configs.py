@@ -164,3 +164,24 @@ def test_attention_that_cannot_be_honoured_fails_before_loading(parts, tmp_path,
         run(cfg, offline=True)
     assert "\n" not in str(info.value) and "valid choices" in str(info.value)
     assert not (tmp_path / "r" / "results").exists() or not result_dirs(tmp_path / "r")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("run.devices=[cuda:7]", "'cuda:7' does not exist"),
+     ("run.max_tokens_per_batch=8", "run.max_tokens_per_batch=8 must be"),
+     ("run.cache_max_k=-1", "run.cache_max_k must be an integer >= 0")],
+)
+def test_run_settings_fail_in_one_line_before_loading(parts, tmp_path, monkeypatch, setting,
+                                                      message):
+    from models import build
+
+    def never(*args, **kwargs):
+        raise AssertionError("weights loaded before the settings were checked")
+
+    monkeypatch.setattr(build.CausalLMBackbone, "from_pretrained", never)
+    cfg = compose_config(overrides("splare2b", parts["llama"], tmp_path / "r", tmp_path / "c",
+                                   f"model.sae.path={parts['sae']}", setting))
+    with pytest.raises(ValueError, match=message) as info:
+        run(cfg, offline=True)
+    assert "\n" not in str(info.value)
