@@ -79,7 +79,8 @@ train:
 mntp:
 	$(PY) -m harness.train mntp model=$(if $(filter command line environment,$(origin MODEL)),$(MODEL),splare_tiny) $(ARGS)
 
-# Latent vs vocabulary head on Gemma-3-270M: same data, steps and budget; evaluated before/after.
+# Latent vs vocabulary head on Gemma-3-270M: same data, steps and budget; evaluated before/after
+# (conf/controlled.yaml; ARGS='train=paper ...', or ARGS='report results/controlled/<run>').
 controlled-run:
 	$(PY) -m harness.controlled $(ARGS)
 
