@@ -1,8 +1,8 @@
 """The controlled latent-vs-vocabulary run (`python -m harness.controlled`): its commands compose
 back to the controlled config (the same training recipe and budget for both models, `train=smoke`
-or `train=paper`), bad settings fail in one line before anything runs or is written, and the report's
-deltas, means, trends and sources match the files it is written from, for this app's records and
-for the committed ones of the former `benchmarks/controlled_run.py`.
+or `train=paper`), bad settings fail in one line before anything runs or is written, and the
+report's deltas, means, trends and sources match the files it is written from, for this app's
+records and for the committed ones of the former `benchmarks/controlled_run.py`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ COMMITTED = REPO_ROOT / "results" / "controlled"
 def _controlled(tmp_path: Path, *overrides: str) -> tuple[DictConfig, dict]:
     """The composed controlled config and its group choices, as the app sees them."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="controlled", overrides=[f"controlled.out={tmp_path / 'run'}", *overrides],
-                      return_hydra_config=True)
+        cfg = compose(
+            config_name="controlled",
+            overrides=[f"controlled.out={tmp_path / 'run'}", *overrides],
+            return_hydra_config=True,
+        )
     return cfg, group_choices(cfg.hydra.runtime.choices)
 
 
@@ -46,8 +49,12 @@ def _app(config_name: str, command: list[str], module: str) -> DictConfig:
 
 def test_smoke_commands_reproduce_the_config_and_share_the_budget(tmp_path: Path) -> None:
     cfg, choices = _controlled(tmp_path)
-    assert choices == {"data": "embedded_pairs", "benchmark": "controlled", "train": "smoke",
-                       "controlled_budget": "smoke"}
+    assert choices == {
+        "data": "embedded_pairs",
+        "benchmark": "controlled",
+        "train": "smoke",
+        "controlled_budget": "smoke",
+    }
     plans = plan(cfg, choices)
     assert [p.model for p in plans] == list(MODELS)
     train = {}
@@ -55,7 +62,11 @@ def test_smoke_commands_reproduce_the_config_and_share_the_budget(tmp_path: Path
         assert "train=smoke" in p.commands["train"]
         composed = _app("train", p.commands["train"], "harness.train")
         assert composed.model.name == p.model
-        assert composed.train.output_dir == str(p.adapter) == str(repo_relative(tmp_path / "run" / p.adapter.name))
+        assert (
+            composed.train.output_dir
+            == str(p.adapter)
+            == str(repo_relative(tmp_path / "run" / p.adapter.name))
+        )
         train[p.model] = {k: v for k, v in composed.train.items() if k != "output_dir"}
         assert composed.data == cfg.data
         for stage in ("before", "after"):
@@ -64,24 +75,46 @@ def test_smoke_commands_reproduce_the_config_and_share_the_budget(tmp_path: Path
             assert evaluation.model.backbone.max_length == 256
             assert evaluation.benchmark == cfg.benchmark
             assert evaluation.run.results_dir == str(p.results[stage])
-            assert evaluation.model.backbone.adapter == (str(p.adapter) if stage == "after" else None)
+            assert evaluation.model.backbone.adapter == (
+                str(p.adapter) if stage == "after" else None
+            )
     first, other = train.values()
     assert first == other, "both models must train with the same recipe and budget"
-    assert (first["steps"], first["batch_size"], first["max_length"], first["lr"], first["eval_pairs"],
-            first["logging_steps"], first["precision"]) == (40, 8, 64, 1e-4, 32, 4, "fp32")
+    assert (
+        first["steps"],
+        first["batch_size"],
+        first["max_length"],
+        first["lr"],
+        first["eval_pairs"],
+        first["logging_steps"],
+        first["precision"],
+    ) == (40, 8, 64, 1e-4, 32, 4, "fp32")
     assert not (tmp_path / "run").exists()
 
 
 def test_paper_recipe_and_command_line_settings_reach_the_commands(tmp_path: Path) -> None:
-    cfg, choices = _controlled(tmp_path, "train=paper", "train.negatives=0", "train.steps=7", "data.n=50",
-                               "controlled.models=[splare_tiny]", "controlled.tasks=[LocalCranfield]")
+    cfg, choices = _controlled(
+        tmp_path,
+        "train=paper",
+        "train.negatives=0",
+        "train.steps=7",
+        "data.n=50",
+        "controlled.models=[splare_tiny]",
+        "controlled.tasks=[LocalCranfield]",
+    )
     assert choices["train"] == "paper" and choices["controlled_budget"] is None
     (p,) = plan(cfg, choices)
     composed = _app("train", p.commands["train"], "harness.train")
     train = composed.train
     # the paper's recipe as it is (no controlled budget), with this command line's settings
-    assert (train.batch_size, train.lr, train.max_length, train.lora.r, train.gradient_checkpointing,
-            train.precision) == (128, 5e-5, composed.data.max_length, 64, True, "auto")
+    assert (
+        train.batch_size,
+        train.lr,
+        train.max_length,
+        train.lora.r,
+        train.gradient_checkpointing,
+        train.precision,
+    ) == (128, 5e-5, composed.data.max_length, 64, True, "auto")
     assert (train.steps, train.negatives, composed.data.n, train.eval_pairs) == (7, 0, 50, 32)
     evaluation = _app("config", p.commands["before"], "harness")
     model_length = _app("config", [sys.executable, "-m", "harness", "model=splare_tiny"], "harness")
@@ -89,17 +122,37 @@ def test_paper_recipe_and_command_line_settings_reach_the_commands(tmp_path: Pat
     assert list(evaluation.run.tasks) == ["LocalCranfield"]
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["controlled.models=[bm25]"], "controlled.models 'bm25': model.kind 'bm25' cannot be trained"),
-    (["controlled.models=[no_such_model]"], "unknown model 'no_such_model'"),
-    (["controlled.models=[splare_tiny,splare_tiny]"], "controlled.models lists a model twice"),
-    (["controlled.eval_max_length=0"], "controlled.eval_max_length must be a positive integer or null, got 0"),
-    (["+train.no_such_setting=1"], "train.no_such_setting is not a setting of python -m harness.train"),
-    (["train.steps=0"], "train.steps must be a positive integer or null, got 0"),
-    (["train=paper"], "data 'embedded_pairs' has no hard negatives (in-batch only) but 8 were asked for"),
-    (["controlled.tasks=[NoSuchTask]"], "run.tasks names ['NoSuchTask'] not in benchmark 'controlled'"),
-])
-def test_bad_settings_fail_before_anything_runs(tmp_path: Path, overrides: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["controlled.models=[bm25]"],
+            "controlled.models 'bm25': model.kind 'bm25' cannot be trained",
+        ),
+        (["controlled.models=[no_such_model]"], "unknown model 'no_such_model'"),
+        (["controlled.models=[splare_tiny,splare_tiny]"], "controlled.models lists a model twice"),
+        (
+            ["controlled.eval_max_length=0"],
+            "controlled.eval_max_length must be a positive integer or null, got 0",
+        ),
+        (
+            ["+train.no_such_setting=1"],
+            "train.no_such_setting is not a setting of python -m harness.train",
+        ),
+        (["train.steps=0"], "train.steps must be a positive integer or null, got 0"),
+        (
+            ["train=paper"],
+            "data 'embedded_pairs' has no hard negatives (in-batch only) but 8 were asked for",
+        ),
+        (
+            ["controlled.tasks=[NoSuchTask]"],
+            "run.tasks names ['NoSuchTask'] not in benchmark 'controlled'",
+        ),
+    ],
+)
+def test_bad_settings_fail_before_anything_runs(
+    tmp_path: Path, overrides: list[str], message: str
+) -> None:
     cfg, choices = _controlled(tmp_path, *overrides)
     with pytest.raises(ValueError, match=re.escape(message)):
         plan(cfg, choices)
@@ -115,33 +168,56 @@ def test_a_finished_run_is_not_overwritten(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.controlled", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.controlled", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False,
+    )
 
 
 def test_cli_dry_run_prints_the_commands_and_writes_nothing(tmp_path: Path) -> None:
     work = tmp_path / "cwd"
     work.mkdir()
-    proc = _cli(f"controlled.out={tmp_path / 'run'}", "controlled.models=[splare_tiny]", "controlled.dry_run=true",
-                cwd=work)
+    proc = _cli(
+        f"controlled.out={tmp_path / 'run'}",
+        "controlled.models=[splare_tiny]",
+        "controlled.dry_run=true",
+        cwd=work,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()[-3:]
-    assert [line.split()[:3] for line in lines] == [["python", "-m", "harness"], ["python", "-m", "harness.train"],
-                                                     ["python", "-m", "harness"]]
-    assert "train=smoke" in lines[1].split() and f"model.backbone.adapter={tmp_path}/run/splare_tiny_run" in lines[2]
-    assert not (tmp_path / "run").exists() and not any(work.iterdir())  # no run folder, no Hydra files
+    assert [line.split()[:3] for line in lines] == [
+        ["python", "-m", "harness"],
+        ["python", "-m", "harness.train"],
+        ["python", "-m", "harness"],
+    ]
+    assert (
+        "train=smoke" in lines[1].split()
+        and f"model.backbone.adapter={tmp_path}/run/splare_tiny_run" in lines[2]
+    )
+    assert not (tmp_path / "run").exists() and not any(
+        work.iterdir()
+    )  # no run folder, no Hydra files
 
 
 def test_cli_bad_setting_is_one_line(tmp_path: Path) -> None:
     proc = _cli(f"controlled.out={tmp_path / 'run'}", "controlled.models=[bm25]", cwd=REPO_ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        ("error: controlled.models 'bm25': model.kind 'bm25' cannot be trained here; "
-         "trainable kinds: splare, splade_llm")]
+        (
+            "error: controlled.models 'bm25': model.kind 'bm25' cannot be trained here; "
+            "trainable kinds: splare, splade_llm"
+        )
+    ]
     assert not (tmp_path / "run").exists()
     proc = _cli("report", str(tmp_path), cwd=REPO_ROOT)
     assert (proc.returncode, proc.stderr.strip()) == (
-        2, f"error: {tmp_path} holds no controlled_run.json (the folder of a finished controlled run)")
+        2,
+        f"error: {tmp_path} holds no controlled_run.json (the folder of a finished controlled run)",
+    )
 
 
 def _write_run(folder: Path) -> dict:
@@ -150,31 +226,61 @@ def _write_run(folder: Path) -> dict:
     for m, model in enumerate(("latent", "vocab")):
         adapter = folder / f"{model}_adapter"
         adapter.mkdir(parents=True)
-        log = [{"step": s, "loss": 3.0 - 0.1 * s - m, "base_loss": 3.0 - 0.1 * s - m,
-                "query_l0": 500.0 + s, "document_l0": 900.0 + s, "query_flops": 10.0 * s,
-                "document_flops": 20.0 * s} for s in range(1, 9)]
-        held_out = [{"step": s, "eval_base_loss": 2.5 - 0.1 * s} for s in (0, 4, 8)]  # not in the base_loss trend
-        lines = [json.dumps(line) for line in log + held_out] + [json.dumps({"step": 8, "train_runtime": 1.0})]
+        log = [
+            {
+                "step": s,
+                "loss": 3.0 - 0.1 * s - m,
+                "base_loss": 3.0 - 0.1 * s - m,
+                "query_l0": 500.0 + s,
+                "document_l0": 900.0 + s,
+                "query_flops": 10.0 * s,
+                "document_flops": 20.0 * s,
+            }
+            for s in range(1, 9)
+        ]
+        held_out = [
+            {"step": s, "eval_base_loss": 2.5 - 0.1 * s} for s in (0, 4, 8)
+        ]  # not in the base_loss trend
+        lines = [json.dumps(line) for line in log + held_out] + [
+            json.dumps({"step": 8, "train_runtime": 1.0})
+        ]
         (adapter / "train_log.jsonl").write_text("\n".join(lines))
-        (adapter / "train_summary.json").write_text(json.dumps({"objective": "contrastive", "rows": 90,
-                                                                "temperature": 50.0 if m == 0 else 10.0}))
+        (adapter / "train_summary.json").write_text(
+            json.dumps(
+                {"objective": "contrastive", "rows": 90, "temperature": 50.0 if m == 0 else 10.0}
+            )
+        )
         (adapter / "train_config.yaml").write_text(
             "data: {name: d, negatives: 0}\n"
-            f"train: {{output_dir: {adapter}, seed: 0, steps: 8, epochs: 1, batch_size: 2, lr: 0.001, "
+            "train: "
+            f"{{output_dir: {adapter}, seed: 0, steps: 8, epochs: 1, batch_size: 2, lr: 0.001, "
             "warmup_ratio: 0.01, max_length: 16, negatives: null, eval_pairs: 10, precision: fp32, "
-            "lora: {r: 4}, flops: {query: 0.0001, document: 0.0002, schedule: quadratic, warmup_ratio: 0.33}}\n")
-        rows.append({
-            "model": model, "adapter": adapter.name,
-            "before": {"A": 0.2 + m / 10, "B": 0.4}, "after": {"A": 0.3, "B": 0.35 + m / 10},
-            "train_seconds": 12.0, "eval_seconds": [3.0, 4.0], "commands": [f"python -m harness model={model}"],
-        })
+            "lora: {r: 4}, flops: "
+            "{query: 0.0001, document: 0.0002, schedule: quadratic, warmup_ratio: 0.33}}\n"
+        )
+        rows.append(
+            {
+                "model": model,
+                "adapter": adapter.name,
+                "before": {"A": 0.2 + m / 10, "B": 0.4},
+                "after": {"A": 0.3, "B": 0.35 + m / 10},
+                "train_seconds": 12.0,
+                "eval_seconds": [3.0, 4.0],
+                "commands": [f"python -m harness model={model}"],
+            }
+        )
     result = folder / "results" / "latent_before" / "results" / "variant-a" / "rev1"
     result.mkdir(parents=True)
     (result / "A.json").write_text("{}")
-    record = {"command": "python -m harness.controlled train.steps=8",
-              "choices": {"data": "d", "benchmark": "b", "train": "smoke", "controlled_budget": "smoke"},
-              "config": {"controlled": {"note": "A note.", "eval_max_length": 32}},
-              "machine": "test", "date": "today", "git": {"commit": "abc", "dirty": True}, "rows": rows}
+    record = {
+        "command": "python -m harness.controlled train.steps=8",
+        "choices": {"data": "d", "benchmark": "b", "train": "smoke", "controlled_budget": "smoke"},
+        "config": {"controlled": {"note": "A note.", "eval_max_length": 32}},
+        "machine": "test",
+        "date": "today",
+        "git": {"commit": "abc", "dirty": True},
+        "rows": rows,
+    }
     (folder / "controlled_run.json").write_text(json.dumps(record))
     return record
 
@@ -192,11 +298,15 @@ def test_report_matches_the_record(tmp_path: Path) -> None:
         cells = _cells(report, task)
         for m, row in enumerate(record["rows"]):
             before, after = row["before"][task], row["after"][task]
-            assert cells[3 * m: 3 * m + 3] == [f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}"]
+            assert cells[3 * m : 3 * m + 3] == [
+                f"{before:.4f}",
+                f"{after:.4f}",
+                f"{after - before:+.4f}",
+            ]
     means = _cells(report, "**mean**")
     for m, row in enumerate(record["rows"]):
         before, after = (sum(row[s].values()) / 2 for s in ("before", "after"))
-        assert means[3 * m: 3 * m + 2] == [f"{before:.4f}", f"{after:.4f}"]
+        assert means[3 * m : 3 * m + 2] == [f"{before:.4f}", f"{after:.4f}"]
     # ranking loss: mean of the first and last quarter (2 of 8 logging steps) of the log
     for m, model in enumerate(("latent", "vocab")):
         first = (3.0 - 0.1 - m + 3.0 - 0.2 - m) / 2
@@ -204,13 +314,23 @@ def test_report_matches_the_record(tmp_path: Path) -> None:
         assert _cells(report, model)[3] == f"{2.5:.4g} -> {1.7:.4g}"  # held-out: step 0 -> last
         assert _cells(report, model)[4] == f"{first:.4g} -> {last:.4g}"
     # what each model trained with comes from the files its training run left
-    assert ("(recipe: `train=smoke` with the controlled budget `conf/controlled_budget/smoke.yaml`)"
-            in report)
-    assert ("data `d`, 90 training rows, 8 steps x batch 2, max length 16, lr 0.001 (warm-up 0.01), seed 0, "
-            "LoRA r 4, the data's own negatives (0 per query), precision fp32, 10 rows held out") in report
-    assert "the same loss (contrastive + FLOPS, lambda_q 0.0001, lambda_d 0.0002, quadratic warm-up" in report
+    assert (
+        "(recipe: `train=smoke` with the controlled budget `conf/controlled_budget/smoke.yaml`)"
+        in report
+    )
+    assert (
+        "data `d`, 90 training rows, 8 steps x batch 2, max length 16, lr 0.001 (warm-up 0.01), "
+        "seed 0, "
+        "LoRA r 4, the data's own negatives (0 per query), precision fp32, 10 rows held out"
+    ) in report
+    assert (
+        "the same loss (contrastive + FLOPS, lambda_q 0.0001, lambda_d 0.0002, quadratic warm-up"
+        in report
+    )
     assert [_cells(report, model)[0] for model in ("latent", "vocab")] == ["50.0", "10.0"]
-    assert "git abc+dirty" in report and "\nA note.\n" in report and "(eval max length 32)" in report
+    assert (
+        "git abc+dirty" in report and "\nA note.\n" in report and "(eval max length 32)" in report
+    )
     # where the numbers come from: the result folders found, the adapters, the record
     where = repo_relative(tmp_path)
     sources = report.split("## Where the numbers come from")[1]
@@ -228,23 +348,36 @@ def test_different_training_settings_are_reported(tmp_path: Path) -> None:
     config = tmp_path / "vocab_adapter" / "train_config.yaml"
     config.write_text(config.read_text().replace("lr: 0.001", "lr: 0.002"))
     report = write_report(tmp_path)
-    assert "The models' training settings differ (`train_config.yaml`): lr: latent 0.001, vocab 0.002." in report
+    assert (
+        "The models' training settings differ (`train_config.yaml`): lr: latent 0.001, vocab 0.002."
+        in report
+    )
 
 
-@pytest.mark.parametrize("run", sorted(p.name for p in COMMITTED.iterdir() if (p / "controlled_run.json").is_file()))
+@pytest.mark.parametrize(
+    "run", sorted(p.name for p in COMMITTED.iterdir() if (p / "controlled_run.json").is_file())
+)
 def test_committed_reports_are_what_the_app_writes(run: str, tmp_path: Path) -> None:
-    """The committed records (written by the former benchmarks/controlled_run.py) still make a report, and
-    the committed report is that one: regenerated in a copy, it differs only by the folder's path."""
+    """The committed records (written by the former benchmarks/controlled_run.py) still make a
+    report, and the committed report is that one: regenerated in a copy, it differs only by the
+    folder's path."""
     copy = tmp_path / run
-    shutil.copytree(COMMITTED / run, copy, ignore=shutil.ignore_patterns("*.png", "*.pdf", "controlled_run.md"))
+    shutil.copytree(
+        COMMITTED / run, copy, ignore=shutil.ignore_patterns("*.png", "*.pdf", "controlled_run.md")
+    )
     regenerated = write_report(copy)
     record = json.loads((copy / "controlled_run.json").read_text())
-    assert regenerated.replace(str(repo_relative(copy)), f"results/controlled/{run}") == (
-        COMMITTED / run / "controlled_run.md").read_text()
+    assert (
+        regenerated.replace(str(repo_relative(copy)), f"results/controlled/{run}")
+        == (COMMITTED / run / "controlled_run.md").read_text()
+    )
     assert "the command's flags, recorded in `controlled_run.json` (`args`)" in regenerated
     for row in record["rows"]:  # every evaluation's result files are named as the scores' source
         for stage in ("before", "after"):
-            assert f"  - {row['model']} {stage}: `{repo_relative(copy)}/results/{row['model']}_{stage}/results/" \
-                   "splare-harness__" in regenerated
+            assert (
+                f"  - {row['model']} {stage}: "
+                f"`{repo_relative(copy)}/results/{row['model']}_{stage}/results/"
+                "splare-harness__" in regenerated
+            )
     for stem in ("controlled_scores", "controlled_training"):
         assert matplotlib.image.imread(copy / f"{stem}.png").shape[0] > 100

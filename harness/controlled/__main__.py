@@ -1,4 +1,5 @@
-"""`python -m harness.controlled [train=smoke|paper] [overrides]`: the controlled latent-vs-vocabulary run.
+"""`python -m harness.controlled [train=smoke|paper] [overrides]`: the controlled run, SAE latents
+against a vocabulary head trained with the same recipe.
 
 For each model of `controlled.models` (default: `splare_tiny` = SAE latents, `splade_tiny_llm` = LM
 head, both on the embedded Gemma-3-270M at layer 9), with the harness CLIs in subprocesses:
@@ -7,10 +8,10 @@ head, both on the embedded Gemma-3-270M at layer 9), with the harness CLIs in su
 2. train:  `python -m harness.train model=<m> data=<d> train=<recipe> …` (the same for every model);
 3. after:  step 1 again with `model.backbone.adapter=<adapter folder>`.
 
-Every setting is checked, and every command's config composed, before the first command runs. The
-run folder (`controlled.out`) gets `controlled_run.json` (the composed config, the group choices, the
-commands, scores and seconds), `controlled_run.md` and two figures (`harness.controlled.report`),
-the adapters, the evaluations' results and one log per command.
+Every setting is checked, and every command's config composed, before the first command runs.
+The run folder (`controlled.out`) gets `controlled_run.json` (the composed config, the group
+choices, the commands, scores and seconds), `controlled_run.md` and two figures
+(`harness.controlled.report`), the adapters, the evaluations' results and one log per command.
 
 Examples:
     python -m harness.controlled                                   # CPU: train=smoke, 40 steps each
@@ -72,17 +73,23 @@ def run_command(command: list[str], log: Path) -> float:
     print("$", shown(command), flush=True)
     start = time.time()
     with log.open("w", encoding="utf-8") as handle:
-        proc = subprocess.run(command, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT, check=False)
+        proc = subprocess.run(
+            command, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT, check=False
+        )
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8").strip().splitlines()[-1:]
-        raise SystemExit(f"failed ({proc.returncode}): {shown(command)} -> {tail} (log: {repo_relative(log)})")
+        raise SystemExit(
+            f"failed ({proc.returncode}): {shown(command)} -> {tail} (log: {repo_relative(log)})"
+        )
     return time.time() - start
 
 
 def run_model(model_plan: ModelPlan, out: Path) -> dict:
     """The three commands of one model, in order; its row of the record."""
-    seconds = {stage: run_command(model_plan.commands[stage], out / f"{model_plan.model}_{stage}.log")
-               for stage in STAGES}
+    seconds = {
+        stage: run_command(model_plan.commands[stage], out / f"{model_plan.model}_{stage}.log")
+        for stage in STAGES
+    }
     return {
         "model": model_plan.model,
         "adapter": model_plan.adapter.name,
@@ -126,7 +133,9 @@ def _app(cfg: DictConfig) -> None:
 def main() -> None:
     if sys.argv[1:2] == ["report"]:
         if len(sys.argv) != 3:
-            raise SystemExit("usage: python -m harness.controlled report <folder of a finished run>")
+            raise SystemExit(
+                "usage: python -m harness.controlled report <folder of a finished run>"
+            )
         from harness.controlled.report import write_report
 
         with one_line_errors():

@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config import CONF_DIR, check_group_overrides
 from harness.paths import REPO_ROOT
 
-#: Config groups of conf/controlled.yaml that the commands name (`controlled_budget` follows `train`).
+#: Config groups of conf/controlled.yaml that the commands name (`controlled_budget` follows
+#: `train`).
 GROUPS = ("data", "benchmark", "train")
 #: Sections of the controlled config that the evaluation and the training commands reproduce.
 EVAL_SECTIONS = ("benchmark",)
@@ -55,8 +56,8 @@ def repo_relative(path: Path) -> Path:
 
 
 def compose_app(config_name: str, overrides: Sequence[str]) -> DictConfig:
-    """The config `python -m harness[.train]` composes from `overrides` (`config` or `train`), inside
-    the running controlled app (Hydra already initialised on conf/) or outside it."""
+    """The config `python -m harness[.train]` composes from `overrides` (`config` or `train`),
+    inside the running controlled app (Hydra already initialised on conf/) or outside it."""
     check_group_overrides(overrides, ("model", "benchmark", "search", "data", "train"))
     if GlobalHydra.instance().is_initialized():
         return compose(config_name=config_name, overrides=list(overrides))
@@ -111,7 +112,9 @@ def _sections(cfg: Mapping, names: Sequence[str]) -> dict[str, Any]:
     return {name: OmegaConf.to_container(cfg[name], resolve=True) for name in names}
 
 
-def reproduced(app: str, config_name: str, groups: Sequence[str], wanted: Mapping[str, Any]) -> list[str]:
+def reproduced(
+    app: str, config_name: str, groups: Sequence[str], wanted: Mapping[str, Any]
+) -> list[str]:
     """`groups` (`model=…`, `benchmark=…`) and the overrides with which `app` composes the `wanted`
     sections exactly; checked by composing them."""
     base = _sections(compose_app(config_name, groups), list(wanted))
@@ -123,8 +126,10 @@ def reproduced(app: str, config_name: str, groups: Sequence[str], wanted: Mappin
         composed = leaves(got[name], name)
         for key, value in leaves(section, name).items():
             if composed.get(key) != value:
-                raise ValueError(f"{app} {shlex.join(overrides)} composes {key}={composed.get(key)!r}, "
-                                 f"not {value!r}")
+                raise ValueError(
+                    f"{app} {shlex.join(overrides)} composes {key}={composed.get(key)!r}, "
+                    f"not {value!r}"
+                )
     return overrides
 
 
@@ -140,7 +145,9 @@ def group_choices(choices: Mapping[str, Any]) -> dict[str, str | None]:
 
 def _checked_models(models: Any) -> list[str]:
     if not isinstance(models, Sequence) or isinstance(models, str) or not models:
-        raise ValueError(f"controlled.models must be a non-empty list of model configs, got {models!r}")
+        raise ValueError(
+            f"controlled.models must be a non-empty list of model configs, got {models!r}"
+        )
     models = [str(m) for m in models]
     if len(set(models)) < len(models):
         raise ValueError(f"controlled.models lists a model twice: {models}")
@@ -151,7 +158,9 @@ def _checked_tasks(tasks: Any) -> list[str] | None:
     if tasks is None:
         return None
     if not isinstance(tasks, Sequence) or isinstance(tasks, str) or not tasks:
-        raise ValueError(f"controlled.tasks must be null or a non-empty list of task names, got {tasks!r}")
+        raise ValueError(
+            f"controlled.tasks must be null or a non-empty list of task names, got {tasks!r}"
+        )
     return [str(t) for t in tasks]
 
 
@@ -171,12 +180,16 @@ def plan(cfg: DictConfig, choices: Mapping[str, str | None]) -> list[ModelPlan]:
     settings = cfg.controlled
     model_names = _checked_models(settings.models)
     tasks = _checked_tasks(settings.tasks)
-    eval_max_length = checked_int(settings.eval_max_length, "controlled.eval_max_length", allow_none=True)
+    eval_max_length = checked_int(
+        settings.eval_max_length, "controlled.eval_max_length", allow_none=True
+    )
     out = Path(str(settings.out)).expanduser().resolve()
     if (out / RECORD_FILE).exists():
-        raise ValueError(f"controlled.out={settings.out} already holds a finished run ({RECORD_FILE}); "
-                         "choose another folder, or rewrite its report with `python -m harness.controlled "
-                         f"report {settings.out}`")
+        raise ValueError(
+            f"controlled.out={settings.out} already holds a finished run ({RECORD_FILE}); "
+            "choose another folder, or rewrite its report with `python -m harness.controlled "
+            f"report {settings.out}`"
+        )
     if cfg.train.get("resume"):
         raise ValueError("train.resume=true: a controlled run trains every model from the start")
 
@@ -188,14 +201,25 @@ def plan(cfg: DictConfig, choices: Mapping[str, str | None]) -> list[ModelPlan]:
         # a unique adapter folder name: the harness names variants (and encoding caches) after it
         adapter = where / f"{model}_{out.name}"
         results = {stage: where / "results" / f"{model}_{stage}" for stage in ("before", "after")}
-        evaluation = reproduced("python -m harness", "config", [f"model={model}", *eval_groups],
-                                _sections(cfg, EVAL_SECTIONS))
+        evaluation = reproduced(
+            "python -m harness",
+            "config",
+            [f"model={model}", *eval_groups],
+            _sections(cfg, EVAL_SECTIONS),
+        )
         if eval_max_length is not None:
             evaluation.append(f"model.backbone.max_length={eval_max_length}")
         if tasks:
             evaluation.append(f"run.tasks={hydra_value(tasks)}")
-        train = [*reproduced("python -m harness.train", "train", [f"model={model}", *train_groups],
-                             _sections(cfg, TRAIN_SECTIONS)), f"train.output_dir={adapter}"]
+        train = [
+            *reproduced(
+                "python -m harness.train",
+                "train",
+                [f"model={model}", *train_groups],
+                _sections(cfg, TRAIN_SECTIONS),
+            ),
+            f"train.output_dir={adapter}",
+        ]
         composed = compose_app("train", train)
         check_train_config(composed.train)
         try:
@@ -205,17 +229,36 @@ def plan(cfg: DictConfig, choices: Mapping[str, str | None]) -> list[ModelPlan]:
         except ValueError as error:
             raise ValueError(f"controlled.models '{model}': {error}") from None
         python = [sys.executable, "-m"]
-        plans.append(ModelPlan(model, adapter, results, {
-            "before": [*python, "harness", *evaluation, f"run.results_dir={results['before']}"],
-            "train": [*python, "harness.train", *train],
-            "after": [*python, "harness", *evaluation, f"run.results_dir={results['after']}",
-                      f"model.backbone.adapter={adapter}"],
-        }))
+        plans.append(
+            ModelPlan(
+                model,
+                adapter,
+                results,
+                {
+                    "before": [
+                        *python,
+                        "harness",
+                        *evaluation,
+                        f"run.results_dir={results['before']}",
+                    ],
+                    "train": [*python, "harness.train", *train],
+                    "after": [
+                        *python,
+                        "harness",
+                        *evaluation,
+                        f"run.results_dir={results['after']}",
+                        f"model.backbone.adapter={adapter}",
+                    ],
+                },
+            )
+        )
     # the training rows as `python -m harness.train` reads them (the same for every model)
     data_cfg = OmegaConf.to_container(composed.data, resolve=True)
     if composed.train.get("negatives") is not None:
         data_cfg["negatives"] = int(composed.train.negatives)
-    split_held_out(load_training_data(data_cfg), int(composed.train.eval_pairs), int(composed.train.seed))
+    split_held_out(
+        load_training_data(data_cfg), int(composed.train.eval_pairs), int(composed.train.seed)
+    )
     load_tasks(cfg.benchmark, tasks)  # tasks or subsets the benchmark does not have fail here
     return plans
 

@@ -45,7 +45,8 @@ def _window_mean(lines: list[dict[str, Any]], key: str, first: bool) -> float | 
 
 
 def _held_out(lines: list[dict[str, Any]]) -> str:
-    """`zero-shot -> final` ranking loss on the held-out training pairs (empty when none were held out)."""
+    """`zero-shot -> final` ranking loss on the held-out training pairs (empty when none were
+    held out)."""
     values = [line["eval_base_loss"] for line in lines if "eval_base_loss" in line]
     return f"{values[0]:.4g} -> {values[-1]:.4g}" if values else ""
 
@@ -57,7 +58,8 @@ def _trend(lines: list[dict[str, Any]], key: str) -> str:
 
 
 def _git(value: Any) -> str:
-    """The record's git state: `{"commit", "dirty"}` (this app) or a free-text line (older records)."""
+    """The record's git state: `{"commit", "dirty"}` (this app) or a free-text line (older
+    records)."""
     if isinstance(value, Mapping):
         return value["commit"] + ("+dirty" if value.get("dirty") else "")
     return str(value)
@@ -71,32 +73,61 @@ def run_settings(record: Mapping[str, Any]) -> dict[str, Any]:
         settings, choices = record["config"]["controlled"], record["choices"]
         budget = choices.get("controlled_budget")
         recipe = f"`train={choices['train']}`" + (
-            f" with the controlled budget `conf/controlled_budget/{budget}.yaml`" if budget else "")
-        return {"note": settings["note"], "benchmark": choices["benchmark"],
-                "eval_max_length": settings["eval_max_length"], "recipe": recipe,
-                "config": f"the composed config in `{RECORD_FILE}` (`config`; group choices in `choices`)"}
+            f" with the controlled budget `conf/controlled_budget/{budget}.yaml`" if budget else ""
+        )
+        return {
+            "note": settings["note"],
+            "benchmark": choices["benchmark"],
+            "eval_max_length": settings["eval_max_length"],
+            "recipe": recipe,
+            "config": (
+                f"the composed config in `{RECORD_FILE}` (`config`; group choices in `choices`)"
+            ),
+        }
     args = record["args"]
     trained = [c for row in record["rows"] for c in row["commands"] if " harness.train " in c]
     named = sorted({word for c in trained for word in c.split() if word.startswith("train=")})
-    return {"note": args.get("note", ""), "benchmark": args["benchmark"],
-            "eval_max_length": int(args["eval_max_length"]) or None,
-            "recipe": f"`{named[0]}`" if len(named) == 1 else "the training app's defaults of the time, "
-                      "its command names no `train=` group",
-            "config": f"the command's flags, recorded in `{RECORD_FILE}` (`args`)"}
+    return {
+        "note": args.get("note", ""),
+        "benchmark": args["benchmark"],
+        "eval_max_length": int(args["eval_max_length"]) or None,
+        "recipe": f"`{named[0]}`"
+        if len(named) == 1
+        else "the training app's defaults of the time, its command names no `train=` group",
+        "config": f"the command's flags, recorded in `{RECORD_FILE}` (`args`)",
+    }
 
 
-def _train_sentence(trained: Mapping[str, Mapping[str, Any]], summaries: Mapping[str, Mapping[str, Any]],
-                    setups: Mapping[str, Mapping[str, Any]], recipe: str) -> str:
+def _train_sentence(
+    trained: Mapping[str, Mapping[str, Any]],
+    summaries: Mapping[str, Mapping[str, Any]],
+    setups: Mapping[str, Mapping[str, Any]],
+    recipe: str,
+) -> str:
     """The training settings shared by every model (from each adapter's `train_config.yaml`), or
     the settings in which they differ."""
     models = list(trained)
-    sections = {m: {**cfg["train"], "output_dir": None, "data": cfg["data"]} for m, cfg in trained.items()}
+    sections = {
+        m: {**cfg["train"], "output_dir": None, "data": cfg["data"]} for m, cfg in trained.items()
+    }
     first = sections[models[0]]
-    differ = sorted({key for m in models for key in {*first, *sections[m]} if sections[m].get(key) != first.get(key)})
+    differ = sorted(
+        {
+            key
+            for m in models
+            for key in {*first, *sections[m]}
+            if sections[m].get(key) != first.get(key)
+        }
+    )
     if differ:
-        return (f"Recipe: {recipe}. The models' training settings differ (`{TRAIN_CONFIG}`): "
-                + "; ".join(f"{key}: " + ", ".join(f"{m} {sections[m].get(key)!r}" for m in models)
-                            for key in differ) + ".")
+        return (
+            f"Recipe: {recipe}. The models' training settings differ (`{TRAIN_CONFIG}`): "
+            + "; ".join(
+                f"{key}: " + ", ".join(f"{m} {sections[m].get(key)!r}" for m in models)
+                for key in differ
+            )
+            + "."
+        )
     train, data = trained[models[0]]["train"], trained[models[0]]["data"]
     length = f"{train['steps']} steps" if train.get("steps") else f"{train['epochs']} epoch(s)"
     rows = {summaries[m].get("rows") for m in models}
@@ -108,23 +139,34 @@ def _train_sentence(trained: Mapping[str, Mapping[str, Any]], summaries: Mapping
         negatives_text = f"{negatives} hard negatives per query"
     precision = f", precision {train['precision']}" if "precision" in train else ""
     losses = sorted({setup["loss"] for setup in setups.values()})
-    loss = (f"the same loss ({losses[0]})" if len(losses) == 1
-            else "losses " + "; ".join(f"{m}: {setups[m]['loss']}" for m in models))
+    loss = (
+        f"the same loss ({losses[0]})"
+        if len(losses) == 1
+        else "losses " + "; ".join(f"{m}: {setups[m]['loss']}" for m in models)
+    )
     return (
-        f"Every model is trained by `python -m harness.train` (recipe: {recipe}) with the same settings "
+        f"Every model is trained by `python -m harness.train` (recipe: {recipe}) with the same "
+        "settings "
         f"(the `data` and `train` sections of each adapter's `{TRAIN_CONFIG}`, identical but for "
         f"`output_dir`): data `{data['name']}`{rows_text}, {length} x batch {train['batch_size']}, "
         f"max length {train['max_length']}, lr {train['lr']} (warm-up {train['warmup_ratio']}), "
         f"seed {train['seed']}, LoRA r {train['lora']['r']}, {negatives_text}{precision}, "
-        f"{train.get('eval_pairs', 0)} rows held out for the held-out loss, and {loss}; only the head "
+        f"{train.get('eval_pairs', 0)} rows held out for the held-out loss, and {loss}; only the "
+        "head "
         "and its paper temperature tau differ."
     )
 
 
 def _result_folders(stage_dir: Path) -> list[str]:
-    """`<variant>/<revision>` folders of the mteb result files under an evaluation's results folder."""
-    return sorted({str(p.parent.relative_to(stage_dir / "results"))
-                   for p in stage_dir.glob("results/*/*/*.json") if p.name != "model_meta.json"})
+    """`<variant>/<revision>` folders of the mteb result files under an evaluation's results
+    folder."""
+    return sorted(
+        {
+            str(p.parent.relative_to(stage_dir / "results"))
+            for p in stage_dir.glob("results/*/*/*.json")
+            if p.name != "model_meta.json"
+        }
+    )
 
 
 def _sources(out: Path, record: Mapping[str, Any], config: str) -> list[str]:
@@ -136,36 +178,60 @@ def _sources(out: Path, record: Mapping[str, Any], config: str) -> list[str]:
         f"Paths are relative to the repository root; this run's folder is `{where}`.",
         "",
         f"- Settings: the command above; {config}; each training run's own `{TRAIN_CONFIG}`.",
-        ("- Scores (first table, `controlled_scores.png`): mteb's main score of each task file "
-         f"(`<Task>.json`) the evaluation commands wrote, copied into `{RECORD_FILE}` "
-         "(`rows[].before` / `rows[].after`):"),
+        (
+            "- Scores (first table, `controlled_scores.png`): mteb's main score of each task file "
+            f"(`<Task>.json`) the evaluation commands wrote, copied into `{RECORD_FILE}` "
+            "(`rows[].before` / `rows[].after`):"
+        ),
     ]
     for row in record["rows"]:
         for stage in ("before", "after"):
             stage_dir = Path("results") / f"{row['model']}_{stage}"
             folders = _result_folders(out / stage_dir)
-            lines += [f"  - {row['model']} {stage}: `{where / stage_dir / 'results' / f}/`" for f in folders]
+            lines += [
+                f"  - {row['model']} {stage}: `{where / stage_dir / 'results' / f}/`"
+                for f in folders
+            ]
             if not folders:
-                lines.append(f"  - {row['model']} {stage}: `{where / stage_dir}/` (not in this checkout)")
+                lines.append(
+                    f"  - {row['model']} {stage}: `{where / stage_dir}/` (not in this checkout)"
+                )
     lines += [
-        ("- tau and the loss: each adapter's `train_summary.json` (`temperature`, `objective`) and "
-         f"`{TRAIN_CONFIG}` (`train.flops`)."),
-        ("- Training table trends and `controlled_training.png`: each adapter's `train_log.jsonl` "
-         "(ranking loss `base_loss`, `query_l0`, `document_l0`, `query_flops`, `document_flops`: means "
-         "of the first and the last quarter of the logging steps; held-out: `eval_base_loss` at step 0 "
-         "and at the last step):"),
+        (
+            "- tau and the loss: each adapter's `train_summary.json` (`temperature`, `objective`) "
+            "and "
+            f"`{TRAIN_CONFIG}` (`train.flops`)."
+        ),
+        (
+            "- Training table trends and `controlled_training.png`: each adapter's "
+            "`train_log.jsonl` "
+            "(ranking loss `base_loss`, `query_l0`, `document_l0`, `query_flops`, "
+            "`document_flops`: means "
+            "of the first and the last quarter of the logging steps; held-out: `eval_base_loss` at "
+            "step 0 "
+            "and at the last step):"
+        ),
         *[f"  - {row['model']}: `{where / row['adapter']}/`" for row in record["rows"]],
-        (f"- Seconds: wall time of each command, measured by the controlled app (`{RECORD_FILE}`: "
-         "`rows[].train_seconds`, `rows[].eval_seconds`); each command's output is in "
-         "`<model>_<before|train|after>.log` beside it."),
+        (
+            "- Seconds: wall time of each command, measured by the controlled app "
+            f"(`{RECORD_FILE}`: "
+            "`rows[].train_seconds`, `rows[].eval_seconds`); each command's output is in "
+            "`<model>_<before|train|after>.log` beside it."
+        ),
         "",
     ]
     return lines
 
 
-def render(record: dict[str, Any], out: Path, logs: Mapping[str, list[dict[str, Any]]],
-           trained: Mapping[str, Mapping[str, Any]], summaries: Mapping[str, Mapping[str, Any]],
-           setups: Mapping[str, Mapping[str, Any]], figures: Sequence[Any]) -> str:
+def render(
+    record: dict[str, Any],
+    out: Path,
+    logs: Mapping[str, list[dict[str, Any]]],
+    trained: Mapping[str, Mapping[str, Any]],
+    summaries: Mapping[str, Mapping[str, Any]],
+    setups: Mapping[str, Mapping[str, Any]],
+    figures: Sequence[Any],
+) -> str:
     """Markdown report: scores before/after per task and model (with means), training settings and
     trends, figures, every command as run, and where each number comes from."""
     rows = record["rows"]
@@ -177,7 +243,10 @@ def render(record: dict[str, Any], out: Path, logs: Mapping[str, list[dict[str, 
     lines = [
         "# Controlled run: SAE latents vs vocabulary head, same recipe",
         "",
-        f"Measured by this harness on {record['machine']} ({record['date']}, git {_git(record['git'])}):",
+        (
+            f"Measured by this harness on {record['machine']} ({record['date']}, git "
+            f"{_git(record['git'])}):"
+        ),
         "",
         f"    {record['command']}",
         "",
@@ -185,9 +254,12 @@ def render(record: dict[str, Any], out: Path, logs: Mapping[str, list[dict[str, 
         _train_sentence(trained, summaries, setups, settings["recipe"]),
         "",
         (
-            f"Evaluated by `python -m harness` on benchmark `{settings['benchmark']}` (eval max length "
-            f"{eval_length}), before (zero-shot) and after training, nDCG@10 (mteb main score). A sliced "
-            "task's name gives the queries and documents kept per subset; on slices this small, per-task "
+            f"Evaluated by `python -m harness` on benchmark `{settings['benchmark']}` (eval max "
+            "length "
+            f"{eval_length}), before (zero-shot) and after training, nDCG@10 (mteb main score). A "
+            "sliced "
+            "task's name gives the queries and documents kept per subset; on slices this small, "
+            "per-task "
             "deltas of a few points are noise-level."
         ),
         "",
@@ -211,24 +283,31 @@ def render(record: dict[str, Any], out: Path, logs: Mapping[str, list[dict[str, 
         "## Training",
         "",
         (
-            "| model | tau | train s | eval s (before / after) | held-out ranking loss, step 0 -> last | "
-            "ranking loss, first -> last quarter | query L0 | document L0 | query FLOPS | document FLOPS |"
+            "| model | tau | train s | eval s (before / after) | held-out ranking loss, step 0 -> "
+            "last | "
+            "ranking loss, first -> last quarter | query L0 | document L0 | query FLOPS | document "
+            "FLOPS |"
         ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         log = logs.get(row["model"], [])
-        trends = " | ".join(_trend(log, key) for key in ("base_loss", "query_l0", "document_l0",
-                                                          "query_flops", "document_flops"))
+        trends = " | ".join(
+            _trend(log, key)
+            for key in ("base_loss", "query_l0", "document_l0", "query_flops", "document_flops")
+        )
         lines.append(
-            f"| {row['model']} | {setups[row['model']]['temperature']} | {row['train_seconds']:.0f} | "
-            f"{row['eval_seconds'][0]:.0f} / {row['eval_seconds'][1]:.0f} | {_held_out(log)} | {trends} |"
+            f"| {row['model']} | {setups[row['model']]['temperature']} | "
+            f"{row['train_seconds']:.0f} | "
+            f"{row['eval_seconds'][0]:.0f} / {row['eval_seconds'][1]:.0f} | {_held_out(log)} | "
+            f"{trends} |"
         )
     wall = sum(row["train_seconds"] + sum(row["eval_seconds"]) for row in rows)
     lines += [
         "",
         (
-            "L0 and FLOPS are of the uncapped pooled training vectors (top-k applies at inference). "
+            "L0 and FLOPS are of the uncapped pooled training vectors (top-k applies at "
+            "inference). "
             f"Wall time of all {3 * len(rows)} commands: {wall / 60:.1f} min."
         ),
         "",
@@ -244,17 +323,29 @@ def write_report(out: Path) -> str:
     """Figures and `controlled_run.md` in `out`, from `<out>/controlled_run.json` and the adapters'
     training files; returns the report. A folder without a record fails in one line."""
     if not (out / RECORD_FILE).is_file():
-        raise FileNotFoundError(f"{out} holds no {RECORD_FILE} (the folder of a finished controlled run)")
+        raise FileNotFoundError(
+            f"{out} holds no {RECORD_FILE} (the folder of a finished controlled run)"
+        )
     record = json.loads((out / RECORD_FILE).read_text(encoding="utf-8"))
     adapters = {row["model"]: out / row["adapter"] for row in record["rows"]}
     logs = {model: read_train_log(folder) for model, folder in adapters.items()}
-    trained = {model: OmegaConf.to_container(OmegaConf.load(folder / TRAIN_CONFIG), resolve=True)
-               for model, folder in adapters.items()}
-    summaries = {model: json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
-                 for model, folder in adapters.items()}
+    trained = {
+        model: OmegaConf.to_container(OmegaConf.load(folder / TRAIN_CONFIG), resolve=True)
+        for model, folder in adapters.items()
+    }
+    summaries = {
+        model: json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
+        for model, folder in adapters.items()
+    }
     setups = {model: read_training_setup(folder) for model, folder in adapters.items()}
-    scores = {row["model"]: {"before": row["before"], "after": row["after"]} for row in record["rows"]}
-    figures = [f for f in (plot_before_after(scores, out), plot_training_curves(logs, out)) if f is not None]
+    scores = {
+        row["model"]: {"before": row["before"], "after": row["after"]} for row in record["rows"]
+    }
+    figures = [
+        f
+        for f in (plot_before_after(scores, out), plot_training_curves(logs, out))
+        if f is not None
+    ]
     report = render(record, out, logs, trained, summaries, setups, figures)
     (out / REPORT_FILE).write_text(report, encoding="utf-8")
     return report
