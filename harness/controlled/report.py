@@ -175,7 +175,10 @@ def _sources(out: Path, record: Mapping[str, Any], config: str) -> list[str]:
     lines = [
         "## Where the numbers come from",
         "",
-        f"Paths are relative to the repository root; this run's folder is `{where}`.",
+        (
+            "Paths are as the commands name them (relative to the repository root when inside it); "
+            f"this run's folder is `{where}`."
+        ),
         "",
         f"- Settings: the command above; {config}; each training run's own `{TRAIN_CONFIG}`.",
         (
