@@ -19,12 +19,12 @@ import scipy.sparse
 import torch
 from datasets import Dataset
 from mteb.abstasks.retrieval import AbsTaskRetrieval
-from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.models import ModelMeta, SparseEncoderWrapper
 from mteb.types import PromptType
 
 from harness.paths import shared_data_root
 from harness.search import SparseSearchModel
+from harness.tasks.local_data import local_metadata
 from harness.tasks.local_sources import parse_smart
 
 CRANFIELD = (shared_data_root() or Path("/nonexistent")) / "cranfield"
@@ -66,26 +66,8 @@ def make_task(
     name: str, task_type: str, corpus, queries, qrels, top_ranked=None
 ) -> AbsTaskRetrieval:
     """An in-memory mteb retrieval task (`Local` prefix: never a hub name)."""
-    metadata = TaskMetadata(
-        name=name,
-        description="Cranfield slice for tests",
-        type=task_type,
-        category="t2t",
-        modalities=["text"],
-        eval_splits=["test"],
-        eval_langs=["eng-Latn"],
-        main_score="ndcg_at_10",
-        dataset={"path": f"local/{name}", "revision": "0"},
-        reference=None,
-        date=None,
-        domains=None,
-        task_subtypes=None,
-        license=None,
-        annotations_creators=None,
-        dialect=None,
-        sample_creation=None,
-        bibtex_citation="",
-    )
+    metadata = local_metadata(name, f"local/{name}", "0", "Cranfield slice for tests",
+                              ["eng-Latn"], type=task_type, category="t2t")
 
     class LocalTask(AbsTaskRetrieval):
         def load_data(self, **kwargs) -> None:

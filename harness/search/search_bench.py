@@ -92,35 +92,18 @@ def mteb_stock_search(docs: sp.csr_matrix, queries: sp.csr_matrix, k: int) -> To
     `SparseEncoderWrapper` runs on Retrieval tasks) over precomputed sparse tensors, scored with
     sentence-transformers' `dot_score` (a SparseEncoder's "dot" similarity)."""
     from datasets import Dataset
-    from mteb.abstasks.task_metadata import TaskMetadata
     from mteb.models.search_wrappers import chunked_full_corpus_search
     from sentence_transformers.util import dot_score
+
+    from harness.tasks.local_data import local_metadata
 
     chunk = 50_000  # SearchEncoderWrapper's default corpus_chunk_size
     tensors = {s: to_torch(docs[s : s + chunk]) for s in range(0, docs.shape[0], chunk)}
     corpus = Dataset.from_dict(
         {"id": [str(i) for i in range(docs.shape[0])], "text": [""] * docs.shape[0]}
     )
-    metadata = TaskMetadata(
-        name="LocalBenchSynthetic",
-        description="synthetic",
-        type="Retrieval",
-        category="t2t",
-        modalities=["text"],
-        eval_splits=["test"],
-        eval_langs=["eng-Latn"],
-        main_score="ndcg_at_10",
-        dataset={"path": "local/bench", "revision": "0"},
-        reference=None,
-        date=None,
-        domains=None,
-        task_subtypes=None,
-        license=None,
-        annotations_creators=None,
-        dialect=None,
-        sample_creation=None,
-        bibtex_citation="",
-    )
+    metadata = local_metadata("LocalBenchSynthetic", "local/bench", "0", "synthetic",
+                              ["eng-Latn"], category="t2t")
     heaps = chunked_full_corpus_search(
         task_corpus=corpus,
         corpus_chunk_size=chunk,
