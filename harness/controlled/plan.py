@@ -164,6 +164,21 @@ def _checked_tasks(tasks: Any) -> list[str] | None:
     return [str(t) for t in tasks]
 
 
+def _checked_steps(steps: Any, models: Sequence[str]) -> dict[str, int]:
+    """`controlled.steps`: per-model `train.steps` (the schedule length where heads differ in step
+    cost under one `train.cpu_minutes`); null = `train.steps` for every model."""
+    from harness.train.run import checked_int
+
+    if steps is None:
+        return {}
+    if not isinstance(steps, Mapping):
+        raise ValueError(f"controlled.steps must be null or a mapping model -> steps, got {steps!r}")
+    unknown = sorted(set(steps) - set(models))
+    if unknown:
+        raise ValueError(f"controlled.steps names {unknown}, not in controlled.models {list(models)}")
+    return {str(m): checked_int(n, f"controlled.steps.{m}") for m, n in steps.items()}
+
+
 def plan(cfg: DictConfig, choices: Mapping[str, str | None]) -> list[ModelPlan]:
     """Every model's commands for the composed controlled config `cfg` (`choices`: the config
     group choices, e.g. `{"train": "smoke", "data": ..., "benchmark": ...}`). Fails in one line,
@@ -180,6 +195,7 @@ def plan(cfg: DictConfig, choices: Mapping[str, str | None]) -> list[ModelPlan]:
     settings = cfg.controlled
     model_names = _checked_models(settings.models)
     tasks = _checked_tasks(settings.tasks)
+    steps = _checked_steps(settings.get("steps"), model_names)
     eval_max_length = checked_int(
         settings.eval_max_length, "controlled.eval_max_length", allow_none=True
     )
@@ -219,6 +235,7 @@ def plan(cfg: DictConfig, choices: Mapping[str, str | None]) -> list[ModelPlan]:
                 _sections(cfg, TRAIN_SECTIONS),
             ),
             f"train.output_dir={adapter}",
+            *([f"train.steps={steps[model]}"] if model in steps else []),
         ]
         composed = compose_app("train", train)
         check_train_config(composed.train)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,6 +109,33 @@ class JsonlLogCallback(TrainerCallback):
             handle.write(json.dumps({"step": state.global_step, **(logs or {})}) + "\n")
 
 
+def cpu_seconds() -> float:
+    """CPU time this process has used so far: user + system, all of its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuBudgetCallback(TrainerCallback):
+    """Stop training after the step at which the process has used `minutes` of CPU time since
+    training began (`train.cpu_minutes`): runs on different heads get the same compute, measured
+    the same way, whatever their step cost or what else runs on the machine."""
+
+    def __init__(self, minutes: float) -> None:
+        self.budget = 60.0 * minutes
+        self.start: float | None = None
+        self.used = 0.0
+        self.stopped = False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start = cpu_seconds()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.used = cpu_seconds() - self.start
+        if self.used >= self.budget:
+            self.stopped = True
+            control.should_training_stop = True
+
+
 def checked_int(value: Any, key: str, minimum: int = 1, allow_none: bool = False) -> int | None:
     """`value` if it is an integer >= `minimum` (or None when allowed); else a one-line ValueError."""
     if value is None and allow_none:
@@ -140,6 +168,9 @@ def check_train_config(train_cfg: Mapping) -> None:
     checked_int(train_cfg.get("max_length"), "train.max_length")
     checked_int(train_cfg.get("negatives"), "train.negatives", minimum=0, allow_none=True)
     checked_int(train_cfg.get("save_steps"), "train.save_steps", allow_none=True)
+    minutes = train_cfg.get("cpu_minutes")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0):
+        raise ValueError(f"train.cpu_minutes must be a positive number of minutes or null, got {minutes!r}")
     processes = world_size()
     if batch % processes:
         raise ValueError(
@@ -313,15 +344,19 @@ def train(cfg: DictConfig) -> TrainResult:
         temperature, f"from {init_adapter}" if init_adapter else f"r={lora.r}", trainable, total,
         world_size(), "bf16" if args.bf16 else "fp32", out,
     )
+    callbacks = [schedule, JsonlLogCallback(out / LOG_FILE)]
+    budget = CpuBudgetCallback(float(train_cfg.cpu_minutes)) if train_cfg.get("cpu_minutes") else None
+    if budget is not None:
+        callbacks.append(budget)
     trainer = SplareTrainer(
         model=encoder,
         args=args,
         train_dataset=data,
         eval_dataset=held_out,
         loss=loss,
-        callbacks=[schedule, JsonlLogCallback(out / LOG_FILE)],
+        callbacks=callbacks,
     )
-    start = time.time()
+    start, cpu_start = time.time(), cpu_seconds()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     summary = {
         "model": cfg.model.name,
@@ -337,6 +372,9 @@ def train(cfg: DictConfig) -> TrainResult:
         "precision": "bf16" if args.bf16 else "fp32",
         "train_loss": result.training_loss,
         "seconds": round(time.time() - start, 1),
+        "cpu_seconds": round(cpu_seconds() - cpu_start, 1),
+        "cpu_budget_seconds": budget.budget if budget is not None else None,
+        "stopped_by_cpu_budget": budget.stopped if budget is not None else False,
         "trainable_parameters": trainable,
         "total_parameters": total,
         "evaluate": f"python -m harness model={cfg.model.name} model.backbone.adapter={out}",
