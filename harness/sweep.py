@@ -81,12 +81,14 @@ def benchmark_task_names(bench: Mapping) -> list[str]:
     resolves, as `load_tasks` skips them otherwise), BEIR folders. Names are before slicing.
     """
     from harness.tasks import resolve_data_root, select_mteb_tasks
+    from harness.tasks.local_beir import beir_folders
 
+    folders = beir_folders(bench)  # malformed entries fail in one line first
     names = [t.metadata.name for t in select_mteb_tasks(bench)]
     names += [_entry_name(e) for e in bench.get("local_tasks") or []]
     if bench.get("data_tasks") and resolve_data_root(bench.get("data_root")) is not None:
         names += [_entry_name(e) for e in bench["data_tasks"]]
-    names += [f"LocalBEIR-{Path(f).resolve().name}" for f in bench.get("beir_folders") or []]
+    names += [f.task_name for f in folders]
     return names
 
 
@@ -127,6 +129,8 @@ def job_benchmark(cfg: DictConfig) -> tuple[DictConfig, list[str] | None]:
     is built. A sharded run's benchmark keeps only the local entries of its shard, so the other
     shards' local data is never built.
     """
+    from harness.tasks.local_beir import beir_folders
+
     per_job = tasks_per_job(cfg)
     shard = check_int("run.shard", cfg.run.get("shard"), 0, allow_none=True)
     if shard is None:
@@ -141,8 +145,9 @@ def job_benchmark(cfg: DictConfig) -> tuple[DictConfig, list[str] | None]:
     bench = OmegaConf.to_container(cfg.benchmark, resolve=True)
     for key in ("local_tasks", "data_tasks"):
         bench[key] = [e for e in bench.get(key) or [] if _entry_name(e) in chosen]
-    bench["beir_folders"] = [f for f in bench.get("beir_folders") or []
-                             if f"LocalBEIR-{Path(f).resolve().name}" in chosen]
+    bench["beir_folders"] = [entry for entry, folder in zip(bench.get("beir_folders") or [],
+                                                            beir_folders(bench), strict=True)
+                             if folder.task_name in chosen]
     return OmegaConf.create(bench), chosen
 
 

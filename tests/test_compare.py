@@ -219,3 +219,66 @@ def test_latent_top_token_activation_is_the_pooled_value(tiny_splare):
         assert tops[j][0][1] == pytest.approx(float(vector[j]), rel=1e-5)
         values = [v for _, v in tops[j]]
         assert values == sorted(values, reverse=True)
+
+
+def test_a_crosslingual_beir_folder_enters_the_grid(tmp_path):
+    """A BEIR folder with German queries and English documents, declared in the benchmark entry,
+    through the real loader, ranx scoring of two variants' run files and the grid code."""
+    from harness.compare.variants import Variant
+    from harness.runfiles import per_query_ndcg
+    from harness.tasks import load_tasks
+
+    corpus = {"d1": "The boundary layer separates at high angles of attack.",
+              "d2": "Heat transfer in supersonic flow over a flat plate.",
+              "d3": "The river flows through the old city."}
+    queries = {"q1": "Wann löst sich die Grenzschicht ab?", "q2": "Wärmeübergang im Überschall",
+               "q3": "Welcher Fluss fließt durch die Stadt?"}
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}}
+    for name in ("de_en", "en"):
+        folder = tmp_path / name
+        (folder / "qrels").mkdir(parents=True)
+        (folder / "corpus.jsonl").write_text("".join(
+            json.dumps({"_id": d, "text": t}) + "\n" for d, t in corpus.items()), encoding="utf-8")
+        (folder / "queries.jsonl").write_text("".join(
+            json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()),
+            encoding="utf-8")
+        (folder / "qrels" / "test.tsv").write_text("".join(
+            f"{q}\t{d}\t1\n" for q, docs in qrels.items() for d in docs), encoding="utf-8")
+    bench = {"name": "xl", "beir_folders": [
+        str(tmp_path / "en"),
+        {"path": str(tmp_path / "de_en"), "query_language": "deu-Latn",
+         "document_language": "eng-Latn"}]}
+    tasks = {t.metadata.name: t for t in load_tasks(bench)}
+    units = [(name, "test", "default") for name in sorted(tasks)]
+    rankings = {"A": {"q1": {"d1": 2.0, "d2": 1.0}, "q2": {"d1": 2.0, "d2": 1.0},
+                      "q3": {"d3": 1.0}},
+                "B": {"q1": {"d2": 3.0, "d1": 1.0}, "q2": {"d2": 1.0}, "q3": {"d1": 1.0}}}
+    variants = []
+    for label, ranking in rankings.items():
+        folder = tmp_path / "results" / label
+        per_query = per_query_ndcg(qrels, ranking)
+        scores = {"test": [{"hf_subset": "default",
+                            "main_score": float(np.mean(list(per_query.values())))}]}
+        variant = Variant(folder, {"config": label}, label=label)
+        for task, split, subset in units:
+            (folder / f"{task}.json").parent.mkdir(parents=True, exist_ok=True)
+            (folder / f"{task}.json").write_text(json.dumps({"scores": scores}))
+            unit_dir = folder / "harness" / "queries" / task / split
+            unit_dir.mkdir(parents=True)
+            (unit_dir / f"{subset}.trec").write_text(trec_lines(ranking, label))
+            record = unit_dir / f"{subset}.ndcg_at_10.json"
+            record.write_text(json.dumps({"per_query": per_query, "trec_file": f"{subset}.trec"}))
+            variant.units[(task, split, subset)] = record
+        variants.append(variant)
+
+    frame = analysis.per_query_table(variants, tasks, units)
+    grid = analysis.crosslingual_grid(frame)
+    assert list(grid) == ["LocalBEIR-de_en"]  # the bare English folder is monolingual
+    cells = grid["LocalBEIR-de_en"].sort_values("variant")
+    assert cells[["variant", "query_lang", "doc_lang", "n"]].values.tolist() == [
+        ["A", "deu-Latn", "eng-Latn", 3], ["B", "deu-Latn", "eng-Latn", 3]]
+    expected = [np.mean(list(per_query_ndcg(qrels, rankings[v]).values())) for v in "AB"]
+    assert cells.score.tolist() == pytest.approx(expected)
+    units_frame = analysis.unit_table(frame, "A", "B", permutations=100, seed=0, alpha=0.05)
+    assert dict(zip(units_frame.task, units_frame.language, strict=True)) == {
+        "LocalBEIR-de_en": "deu→eng", "LocalBEIR-en": "eng-Latn"}

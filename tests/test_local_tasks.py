@@ -364,6 +364,64 @@ def test_beir_name_override_and_explicit_split(tmp_path):
     assert task.metadata.name == "LocalBEIR-custom" and task.eval_splits == ["dev"]
 
 
+def test_beir_entries_carry_languages_and_bare_paths_stay_english(tmp_path):
+    from omegaconf import OmegaConf
+
+    from harness.sweep import benchmark_task_names, job_benchmark
+    from harness.tasks import load_tasks
+
+    plain = write_beir(tmp_path / "plain", CORPUS, QUERIES, QRELS)
+    cross = write_beir(tmp_path / "cross", CORPUS, QUERIES, QRELS)
+    german = write_beir(tmp_path / "german", CORPUS, QUERIES, QRELS)
+    entries = [str(plain),
+               {"path": str(cross), "query_language": "deu-Latn", "document_language": "eng-Latn"},
+               {"path": str(german), "query_language": "deu-Latn",
+                "document_language": "deu-Latn"}]
+    bench = {"name": "b", "beir_folders": entries}
+    tasks = load_tasks(OmegaConf.create(bench))  # entries as Hydra hands them over
+    langs = {t.metadata.name: t.metadata.eval_langs for t in tasks}
+    assert langs == {"LocalBEIR-plain": ["eng-Latn"],
+                     "LocalBEIR-cross": ["eng-Latn", "deu-Latn"],  # [document, query], as mteb
+                     "LocalBEIR-german": ["deu-Latn"]}
+    before = beir_task(plain).metadata  # a bare path: exactly the task of before (English)
+    assert tasks[0].metadata.model_dump() == before.model_dump()
+    assert "queries deu-Latn, documents eng-Latn" in tasks[1].metadata.description
+    assert benchmark_task_names(bench) == list(langs)
+    cfg = OmegaConf.create({"benchmark": bench,
+                            "run": {"tasks_per_job": 1, "shard": 1, "tasks": None}})
+    shard, names = job_benchmark(cfg)
+    assert names == ["LocalBEIR-cross"] and list(shard.beir_folders) == [entries[1]]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"path": "x", "query_language": "de"},
+         r"benchmark.beir_folders\[0\].query_language='de': not an mteb language tag"),
+        ({"path": "x", "document_language": "xxx-Latn"},
+         r"benchmark.beir_folders\[0\].document_language='xxx-Latn': Invalid language code: xxx$"),
+        ({"path": "x", "document_language": "deu-Lain"},
+         r"document_language='deu-Lain': Invalid script code: Lain$"),
+        ({"path": "x", "languages": ["deu-Latn"]}, r"unknown key\(s\) \['languages'\]"),
+        ({"query_language": "deu-Latn"}, r"benchmark.beir_folders\[0\].path=None"),
+        (3, r"benchmark.beir_folders\[0\]=3: expected a folder path or a mapping"),
+    ],
+)
+def test_bad_beir_entries_fail_in_one_line_before_any_task(tmp_path, entry, message):
+    from harness.sweep import benchmark_task_names
+    from harness.tasks import load_tasks
+
+    # the data task would need a data root: the entry fails before it is looked for
+    bench = {"name": "b", "data_tasks": ["LocalCranfield"], "data_root": str(tmp_path / "none"),
+             "beir_folders": [entry]}
+    for call in (load_tasks, benchmark_task_names):
+        with pytest.raises(ValueError, match=message) as info:
+            call(bench)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="query_language='de'"):
+        beir_task(write_beir(tmp_path / "y", CORPUS, QUERIES, QRELS), query_language="de")
+
+
 # ------------------------------------------------------------------ validation: one line, file and line
 
 

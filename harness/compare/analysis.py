@@ -39,14 +39,15 @@ def common_units(variants: Sequence[Variant]) -> list[Unit]:
 
 
 def unit_languages(task: Any, subset: str) -> tuple[str, str]:
-    """(query language, document language) of a unit, mteb language tags. Cross-lingual subsets
-    list two languages as (document, query), as the local XQuAD / Belebele tasks and mteb's
-    BelebeleRetrieval / MLQARetrieval (context, question) do; one language is both."""
+    """(query language, document language) of a unit, mteb language tags, read from the task's
+    `eval_langs` (of the subset, or the task's list) by
+    `harness.tasks.local_data.query_document_languages`: two tags are (document, query), as mteb's
+    MLQARetrieval / BelebeleRetrieval, the local XQuAD / Belebele subsets and a cross-lingual BEIR
+    folder list them; one language is both."""
+    from harness.tasks.local_data import query_document_languages
+
     langs = task.metadata.eval_langs
-    tags = list(langs[subset]) if isinstance(langs, Mapping) else list(langs)
-    if len(tags) == 2:
-        return tags[1], tags[0]
-    return tags[0], tags[0]
+    return query_document_languages(langs[subset] if isinstance(langs, Mapping) else langs)
 
 
 def language_label(query_lang: str, doc_lang: str) -> str:

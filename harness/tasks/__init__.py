@@ -76,7 +76,9 @@ def load_tasks(bench: Mapping, only: Sequence[str] | None = None) -> list[AbsTas
     never mistaken for the full task's.
     """
     from harness.tasks import local
+    from harness.tasks.local_beir import beir_folders
 
+    folders = beir_folders(bench)  # malformed entries fail here, before any task is built
     tasks = select_mteb_tasks(bench)
     tasks += [_local_task(entry, None) for entry in bench.get("local_tasks") or []]
     data_tasks = list(bench.get("data_tasks") or [])
@@ -87,7 +89,8 @@ def load_tasks(bench: Mapping, only: Sequence[str] | None = None) -> list[AbsTas
             logger.warning("no data root (set HARNESS_DATA_ROOT): skipping %s", names)
         else:
             tasks += [_local_task(entry, root) for entry in data_tasks]
-    tasks += [local.beir_task(Path(folder)) for folder in bench.get("beir_folders") or []]
+    tasks += [local.beir_task(f.path, query_language=f.query_language,
+                              document_language=f.document_language) for f in folders]
     if only:
         names = {t.metadata.name for t in tasks}
         unknown = [n for n in only if n not in names]

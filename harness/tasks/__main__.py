@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.config import compose_config
 from harness.tasks import select_mteb_tasks, task_row
+from harness.tasks.local_beir import beir_folders
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = compose_config(argv)
         tasks = select_mteb_tasks(cfg.benchmark)
+        beir_folders(cfg.benchmark)  # malformed entries fail in one line
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -29,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(rows):
         print(rows.value_counts("type").to_string())
         print(rows.to_string(index=False))
-    extra = list(bench.local_tasks) + list(bench.data_tasks) + list(bench.beir_folders)
+    extra = [*bench.local_tasks, *bench.data_tasks]
+    extra += [f"{f.task_name} ({f.path}; queries {f.query_language}, documents "
+              f"{f.document_language})" for f in beir_folders(bench)]
     if extra:
         print(f"local tasks (built at run time): {', '.join(map(str, extra))}")
     return 0

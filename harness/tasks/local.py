@@ -3,7 +3,8 @@
 - `LOCAL_TASKS` / `get_local_task(name, data_root)`: the embedded `EmbeddedMultilingualRetrieval`
   (text installed with `dataset_build`) and the `Local*` versions of MTEB tasks read from the shared
   data folder (`$HARNESS_DATA_ROOT` or the benchmark's `data_root`).
-- `beir_task(folder)`: any BEIR folder becomes `LocalBEIR-<folder name>`.
+- `beir_task(folder)`: any BEIR folder becomes `LocalBEIR-<folder name>` (languages of its queries
+  and documents from the benchmark entry, `harness.tasks.local_beir`).
 - `slice_task(task, n_queries, seed)`: a smaller copy of any retrieval task for smoke runs.
 Every task is an mteb `AbsTaskRetrieval` whose data is built (and validated) when it is created.
 """
@@ -19,7 +20,7 @@ from typing import Any
 from datasets import Dataset
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 
-from harness.tasks.local_beir import beir_task_class
+from harness.tasks.local_beir import DEFAULT_LANGUAGE, beir_task_class
 from harness.tasks.local_data import LocalDataError, LocalRetrievalTask, make_task_class
 from harness.tasks.local_embedded import EMBEDDED_NAME, embedded_task, embedded_training_pairs
 from harness.tasks.local_sources import (
@@ -94,9 +95,17 @@ def get_local_task(name: str, data_root: Path | None, **options: Any) -> AbsTask
     return spec.factory(Path(data_root) / spec.folder)()
 
 
-def beir_task(folder: Path, name: str | None = None) -> AbsTaskRetrieval:
-    """A BEIR-format folder as a task named `LocalBEIR-<folder name>` (or `name`)."""
-    return beir_task_class(Path(folder), name)()
+def beir_task(
+    folder: Path,
+    name: str | None = None,
+    query_language: str = DEFAULT_LANGUAGE,
+    document_language: str = DEFAULT_LANGUAGE,
+) -> AbsTaskRetrieval:
+    """A BEIR-format folder as a task named `LocalBEIR-<folder name>` (or `name`), its queries in
+    `query_language` and documents in `document_language` (mteb tags; cross-lingual when they
+    differ)."""
+    return beir_task_class(Path(folder), name, query_language=query_language,
+                           document_language=document_language)()
 
 
 def _slice_split(

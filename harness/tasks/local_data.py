@@ -269,3 +269,44 @@ def local_metadata(
         fields["adapted_from"] = [base.name]
     fields.update(extra)
     return TaskMetadata.model_validate(fields)
+
+
+# ---- languages of a (sub)set: mteb tags, the cross-lingual convention in one place ---------------
+
+_LANGUAGE_TAG = re.compile(r"^[a-z]{3}-[A-Z][a-z]{3}$")
+
+
+def check_language_tag(value: Any, where: str) -> str:
+    """`value` if it is an mteb language tag `<ISO 639-3>-<ISO 15924>` that mteb knows
+    (`deu-Latn`); else a one-line ValueError `<where>=<value>: …` naming the bad value."""
+    from mteb.languages.check_language_code import check_language_code
+
+    if not isinstance(value, str) or not _LANGUAGE_TAG.match(value):
+        raise ValueError(f"{where}={value!r}: not an mteb language tag "
+                         "'<ISO 639-3>-<ISO 15924>' such as deu-Latn")
+    try:
+        check_language_code(value)
+    except ValueError as err:
+        reason = str(err).split(",")[0].splitlines()[0]  # drop mteb's path to its code lists
+        raise ValueError(f"{where}={value!r}: {reason}") from None
+    return value
+
+
+def query_document_eval_langs(query_language: str, document_language: str) -> list[str]:
+    """mteb `eval_langs` of a (sub)set whose queries are in `query_language` and documents in
+    `document_language`: `[document, query]` when they differ, as mteb's MLQARetrieval and
+    BelebeleRetrieval list (context, question) and the local XQuAD / Belebele subsets do; one tag
+    when they are the same."""
+    if query_language == document_language:
+        return [query_language]
+    return [document_language, query_language]
+
+
+def query_document_languages(tags: Sequence[str]) -> tuple[str, str]:
+    """(query language, document language) of one (sub)set's `eval_langs` entry, the inverse of
+    `query_document_eval_langs`: two tags are (document, query); any other count is read as one
+    language for both (its first tag)."""
+    tags = list(tags)
+    if len(tags) == 2:
+        return tags[1], tags[0]
+    return tags[0], tags[0]
