@@ -25,7 +25,7 @@ from harness.compare.significance import (
     read_trec_run,
     unit_weights,
 )
-from harness.compare.variants import select_variants, short_label
+from harness.compare.variants import select_variants
 from harness.runfiles import per_query_ndcg, trec_lines
 
 
@@ -162,15 +162,6 @@ def test_task_table_holm_and_mean_row():
     assert by_language.loc["eng-Latn", "win"] == 1 and by_language.loc["eng→deu", "tie"] == 1
     grid = analysis.crosslingual_grid(frame)
     assert list(grid) == ["t2"] and len(grid["t2"]) == 2
-
-
-def test_short_labels_come_from_the_variant_record():
-    splare = {"kind": "splare", "backbone_id": "google/gemma-3-270m", "layer": 9,
-              "embed_dim": 16384, "trained": False}
-    assert short_label(splare) == "SPLARE · Gemma-3-270M L9 · 16k SAE"
-    assert short_label({**splare, "kind": "splade_llm", "head": "lmhead"}) == \
-        "SPLADE · Gemma-3-270M L9 · LM head"
-    assert short_label({"kind": "bm25"}) == "BM25"
 
 
 def test_bad_inputs_fail_in_one_line(tmp_path):

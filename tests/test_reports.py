@@ -432,3 +432,75 @@ def test_cli_runs_selects_and_reports_errors(tmp_path, capsys):
     assert "matches no folder" in capsys.readouterr().err
     assert main(["build", "--name", "bad/name", "--results", str(RESULTS), "--out", str(tmp_path)]) == 2
     assert main(["build", "--name", "x", "--results", str(tmp_path / "empty")]) == 2
+
+
+# figure labels and legends -------------------------------------------------------------------
+
+#: Longest legend entry a report figure may show (a pair: "<latent> vs <vocabulary>").
+MAX_LEGEND_CHARS = 72
+
+
+def test_short_labels_come_from_the_variant_record():
+    from harness.reports.variants import short_label, short_labels
+
+    splare = {"kind": "splare", "backbone_id": "google/gemma-3-270m", "layer": 9,
+              "embed_dim": 8192, "trained": False, "top_k": {"query": 40, "document": 400}}
+    assert short_label(splare) == "SPLARE · Gemma-3-270M L9 · 8k SAE"
+    assert short_label({**splare, "embed_dim": 64}) == "SPLARE · Gemma-3-270M L9 · 64 SAE"
+    assert short_label(splare, omit=("layer", "width")) == "SPLARE · Gemma-3-270M · SAE"
+    assert short_label({**splare, "kind": "splade_llm"}) == "SPLADE · Gemma-3-270M L9 · LM head"
+    assert short_label({**splare, "trained": True}).endswith(" · trained")
+    assert short_label({"kind": "bm25"}) == "BM25"
+    assert short_label({"kind": "splade_mlm", "backbone_id": OPENSEARCH}) == \
+        "SPLADE · Opensearch-neural-spars…"
+    nocap = {**splare, "top_k": {"query": 0, "document": 0}, "revision": "abc"}
+    assert short_labels([splare, nocap, {**splare, "kind": "bm25"}]) == [
+        "SPLARE · Gemma-3-270M L9 · 8k SAE · top-k 40/400",
+        "SPLARE · Gemma-3-270M L9 · 8k SAE · no cap", "BM25"]
+    assert short_labels([{**splare, "revision": "aaaaaa1"}, {**splare, "revision": "bbbbbb2"}]) == [
+        "SPLARE · Gemma-3-270M L9 · 8k SAE · aaaaaa", "SPLARE · Gemma-3-270M L9 · 8k SAE · bbbbbb"]
+
+
+def test_run_short_labels_are_the_records_labels_and_unique(runs):
+    from harness.reports.variants import short_labels
+
+    shorts = [r.short for r in runs]
+    assert len(set(shorts)) == len(runs) and max(map(len, shorts)) <= 48
+    assert shorts == short_labels([raw_variant(r.name) for r in runs])
+    assert by_config(runs, "splare2b", layer=1, width=128).short == "SPLARE · Llama-3.1-8B L1 · 128 SAE"
+    assert by_config(runs, "splade_tiny", top_k_document=100).short == \
+        "SPLADE · Splade-bert-tiny · top-k 10/100"
+
+
+def test_figures_use_short_labels_and_legends_never_cover_the_axes(runs, reference, tmp_path):
+    from harness.reports.build import build_figures
+
+    figures, _ = build_figures(reference, runs, tmp_path)
+    assert {f.stem for f in figures} == set(FIGURES)
+    for figure in figures:
+        assert figure.legend and figure.overlaps == (), figure.stem
+        assert max(map(len, figure.legend)) <= MAX_LEGEND_CHARS, figure.stem
+        assert not any(r.label in entry for r in runs for entry in figure.legend), figure.stem
+    sparsity = next(f for f in figures if f.stem == "ndcg_vs_sparsity")
+    measured = [r for r in runs if any("avg_nnz_document" in e for e in r.efficiency.values())]
+    assert len(measured) >= 9 and set(sparsity.legend) == {r.short for r in measured}
+    for run in measured:  # each by its short label, and the caption names each one in full
+        assert f"{run.short} = `{run.label}`" in sparsity.caption
+    languages = next(f for f in figures if f.stem == "latent_vs_vocab_languages")
+    latent = by_config(runs, "splare2b", layer=0, width=64)
+    vocab = by_config(runs, "splade_llama")
+    assert f"{latent.short} vs {vocab.short}" in languages.legend
+    assert "EmbeddedMultilingualRetrieval" in languages.legend  # marker per task
+
+
+def test_an_overlapping_legend_is_detected(tmp_path):
+    from harness.reports.plots import new_figure, outside_legend, save_figure
+
+    fig, ax = new_figure(4, 3)
+    ax.plot([0, 1], [0, 1], label="a long legend entry placed over the data")
+    ax.legend(loc="center")  # inside the axes: what the report's figures must never do
+    assert save_figure(fig, tmp_path, "inside", "").overlaps == ("axes 0",)
+    fig, ax = new_figure(4, 3)
+    ax.plot([0, 1], [0, 1], label="a long legend entry placed over the data")
+    outside_legend(fig)
+    assert save_figure(fig, tmp_path, "outside", "").overlaps == ()

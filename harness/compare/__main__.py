@@ -325,7 +325,7 @@ def overlap_command(argv: Sequence[str]) -> Path:
     import pandas as pd
 
     from harness.compare.report import overlap_figure, save_figure, write_table
-    from harness.compare.variants import short_label
+    from harness.reports.variants import short_label
     from models.spec import ModelSpec
 
     frames = []

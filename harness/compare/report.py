@@ -1,6 +1,6 @@
 """Render a comparison: tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and `comparison.md`.
 
-Figures use the variants' short labels (`harness.compare.variants.short_label`); the full names
+Figures use the variants' short labels (`harness.reports.variants.short_labels`); the full names
 are in each caption and in the variants table.
 """
 

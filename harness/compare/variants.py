@@ -11,12 +11,12 @@ runner did.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.reports.variants import short_labels
 from harness.results import read_provenance
 from harness.runfiles import QUERIES_DIR
 from harness.runner import RECORD_SUBDIR, VARIANT_FILE
@@ -25,37 +25,10 @@ Unit = tuple[str, str, str]
 """(task name, split, subset)."""
 
 
-def pretty_backbone(record: dict[str, Any]) -> str:
-    """A short backbone name: `google/gemma-3-270m` -> `Gemma-3-270M`, an embedded path's tail."""
-    raw = record.get("backbone_id") or str(record.get("backbone_path") or "?")
-    tail = raw.split("/")[-1].split(":")[-1]
-    tail = re.sub(r"(\d+(?:\.\d+)?)([mb])\b", lambda m: m.group(1) + m.group(2).upper(), tail)
-    return tail[:1].upper() + tail[1:]
-
-
-def short_label(record: dict[str, Any]) -> str:
-    """A figure label from the variant record: `SPLARE · Gemma-3-270M L9 · 16k SAE`,
-    `SPLADE · Gemma-3-270M L9 · LM head`, `SPLADE · Splade-bert-tiny`, `BM25`; `· trained` when an
-    adapter or checkpoint is applied."""
-    kind = record.get("kind")
-    if kind == "bm25":
-        return "BM25"
-    backbone = pretty_backbone(record)
-    layer = f" L{record['layer']}" if record.get("layer") is not None else ""
-    if kind == "splare":
-        width = record.get("embed_dim")
-        size = f"{round(width / 1024)}k" if width else "?"
-        label = f"SPLARE · {backbone}{layer} · {size} SAE"
-    elif record.get("head") == "lmhead" or kind == "splade_llm":
-        label = f"SPLADE · {backbone}{layer} · LM head"
-    else:
-        label = f"SPLADE · {backbone}"
-    return label + (" · trained" if record.get("trained") else "")
-
-
 @dataclass
 class Variant:
-    """One evaluated variant: its folder, `variant.json`, a short label and its searched units."""
+    """One evaluated variant: its folder, `variant.json`, a short label
+    (`harness.reports.variants.short_labels`) and its searched units."""
 
     folder: Path
     record: dict[str, Any]
@@ -144,10 +117,8 @@ def select_variants(root: Path, selectors: Sequence[str]) -> list[Variant]:
             what = "no variant" if not hits else f"{len(hits)} variants"
             raise ValueError(f"variant '{selector}' matches {what} in {root}; known: {known}")
         chosen.append(hits[0])
-    labels = [short_label(v.record) for v in chosen]
-    for variant, label in zip(chosen, labels, strict=True):
-        clash = labels.count(label) > 1
-        variant.label = f"{label} · {str(variant.record.get('revision'))[:6]}" if clash else label
+    for variant, label in zip(chosen, short_labels([v.record for v in chosen]), strict=True):
+        variant.label = label
     return chosen
 
 

@@ -86,6 +86,7 @@ def _provenance(runs: Sequence[ModelRun], folder: Path, repo_root: Path) -> list
         v = run.variant
         lines += [f"### {run.label}", ""]
         lines.append(f"- model name `{run.name}`, revision `{run.revision}`; results: `{_rel(run.folder, repo_root)}`")
+        lines.append(f"- figure label: {run.short}")
         if v.recorded:
             lines.append(f"- from `harness/variant.json`: config `{v.config}`, kind {v.kind} ({v.space} space); "
                          f"backbone: {v.backbone or '–'}; layer: {_or_dash(v.layer)}; SAE: {v.sae or '–'} "

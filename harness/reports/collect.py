@@ -22,7 +22,7 @@ from mteb.cache import ResultCache
 from mteb.results import TaskResult
 
 from harness.reports.efficiency import read_efficiency
-from harness.reports.variants import Variant, parse_variant
+from harness.reports.variants import Variant, parse_variant, short_labels
 from models.meta import META_ORG
 
 #: The harness's folder inside `<model>/<revision>/` (outside mteb's `*/*/*.json` glob).
@@ -47,7 +47,8 @@ class ModelRun:
     """Everything measured for one (model name, revision): task results, efficiency, provenance.
 
     `records`: the run records of the result folder, oldest first; `runs`: the Hydra run folders
-    (`--runs`) matched to it.
+    (`--runs`) matched to it. `label`: the model name (tables, captions); `short`: the figure label
+    from `record` (`variant.json`, None when absent) by `harness.reports.variants.short_labels`.
     """
 
     name: str
@@ -60,6 +61,8 @@ class ModelRun:
     records: list[RunRecord] = field(default_factory=list)
     runs: list[RunRecord] = field(default_factory=list)
     label: str = ""
+    short: str = ""
+    record: dict[str, Any] | None = None
 
     @property
     def config(self) -> dict[str, Any] | None:
@@ -142,19 +145,24 @@ def load_model_runs(results_root: Path) -> list[ModelRun]:
                       if (stats := read_efficiency(folder / HARNESS_DIR / f"{task}.efficiency.json"))}
         variant = parse_variant(name, record, meta, records[-1].config if records else None)
         runs.append(ModelRun(name=name, revision=str(revision), folder=folder, results=results,
-                             efficiency=efficiency, meta=meta, records=records, variant=variant))
+                             efficiency=efficiency, meta=meta, records=records, variant=variant,
+                             record=record))
     _label(runs)
     return runs
 
 
 def _label(runs: Sequence[ModelRun]) -> None:
-    """Short display labels; the revision is appended only where names collide."""
+    """Display labels: `label`, the model name (revision appended only where names collide), and
+    `short`, the figure label derived from each run's `variant.json` (unique among `runs`)."""
     counts: dict[str, int] = {}
     for run in runs:
         counts[run.name] = counts.get(run.name, 0) + 1
     for run in runs:
         short = run.name.removeprefix(f"{META_ORG}/")
         run.label = f"{short}@{run.revision}" if counts[run.name] > 1 else short
+    records = [r.record or {"name": r.name, "revision": r.revision} for r in runs]
+    for run, short in zip(runs, short_labels(records), strict=True):
+        run.short = short
 
 
 def expand_run_globs(patterns: Iterable[str]) -> list[Path]:

@@ -1,12 +1,18 @@
 """Report figures (matplotlib Agg, PNG + PDF): paired latent/vocabulary scatters, top-k, efficiency,
 latency, layer and width curves. Each `plot_*` returns the written Figure, or None when the results
 hold nothing to draw (the caller says so in the report).
+
+Legends use the runs' short labels (`ModelRun.short`, from `variant.json` by
+`harness.reports.variants.short_labels`) and sit below the axes, outside them (`outside_legend`);
+each caption maps the short labels to the full model names.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -15,51 +21,117 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from harness.reports.collect import ModelRun, subset_scores, task_score
-from harness.reports.variants import Variant, top_k_label
+from harness.reports.variants import Variant, short_labels
 
 
 @dataclass
 class Figure:
-    """A written figure: file stem, caption, and where its numbers come from."""
+    """A written figure: file stem, caption, files, its legend's labels and the axes (titles, or
+    `axes <i>`) a legend overlaps once drawn (none: `save_figure` checks the drawn layout)."""
 
     stem: str
     caption: str
     png: Path
     pdf: Path
+    legend: tuple[str, ...] = ()
+    overlaps: tuple[str, ...] = field(default=())
+
+
+def new_figure(width: float, height: float, ncols: int = 1, **kwargs) -> tuple[plt.Figure, object]:
+    """A figure of `ncols` axes side by side in matplotlib's constrained layout (what
+    `outside_legend` needs); (figure, axes or array of axes)."""
+    return plt.subplots(1, ncols, figsize=(width, height), layout="constrained", **kwargs)
+
+
+#: Legend text size (points) and the inches one legend row adds below the axes.
+LEGEND_FONTSIZE = 7
+_LEGEND_ROW_INCHES = 0.17
+_CHAR_INCHES = 0.058  # average width of a legend character at LEGEND_FONTSIZE (DejaVu Sans)
+_MARKER_INCHES = 0.5  # marker, padding and column gap of one legend entry
+
+
+def outside_legend(fig: plt.Figure, entries: Sequence[tuple[object, str]] | None = None) -> None:
+    """One legend for the figure, below all its axes and outside them (`outside lower center` of
+    the constrained layout), in as many columns as the figure's width holds; the figure grows by
+    the legend's height so the axes keep theirs. `entries`: (artist, label) pairs, default the
+    labelled artists of every axes (each label once)."""
+    if entries is None:
+        seen: dict[str, object] = {}
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                seen.setdefault(label, handle)
+        entries = [(h, label) for label, h in seen.items()]
+    if not entries:
+        return
+    widest = max(len(label) for _, label in entries) * _CHAR_INCHES + _MARKER_INCHES
+    ncol = max(1, min(len(entries), int(fig.get_figwidth() // widest)))
+    rows = math.ceil(len(entries) / ncol)
+    fig.set_figheight(fig.get_figheight() + rows * _LEGEND_ROW_INCHES + 0.15)
+    fig.legend([h for h, _ in entries], [label for _, label in entries], loc="outside lower center",
+               ncol=ncol, fontsize=LEGEND_FONTSIZE, frameon=False)
+
+
+def legend_overlaps(fig: plt.Figure) -> list[str]:
+    """The axes (title, else `axes <i>`) whose data area a legend of `fig` overlaps, as drawn."""
+    fig.canvas.draw()
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    hits = []
+    for legend in legends:
+        box = legend.get_window_extent()
+        for i, ax in enumerate(fig.axes):
+            if box.overlaps(ax.get_window_extent()):
+                hits.append(ax.get_title() or f"axes {i}")
+    return hits
 
 
 def save_figure(fig: plt.Figure, folder: Path, stem: str, caption: str) -> Figure:
+    """Write `fig` as `<stem>.png` (150 dpi) and `.pdf` under `folder`, close it, and return the
+    Figure with its legend labels and the legend overlaps found in the drawn layout."""
     folder.mkdir(parents=True, exist_ok=True)
     png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
-    fig.tight_layout()
-    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
-    for path, dpi in ((png, 150), (pdf, None)):
-        fig.savefig(path, dpi=dpi, bbox_inches="tight", bbox_extra_artists=legends)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    labels = tuple(t.get_text() for legend in legends for t in legend.get_texts())
+    overlaps = tuple(legend_overlaps(fig))
+    for path, dpi in ((png, 150), (pdf, None)):  # tight: every artist, titles and legends included
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    return Figure(stem, caption, png, pdf)
+    return Figure(stem, caption, png, pdf, labels, overlaps)
 
 
-def _legend(ax: plt.Axes, n: int) -> None:
-    """In-axes legend for a few entries; below the axes (outside tight_layout) for many."""
-    if n > 4:
-        legend = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False)
-        legend.set_in_layout(False)
-    else:
-        ax.legend(fontsize=8, frameon=False)
+def _unique(items: Sequence) -> list:
+    """`items` without repeats (by identity: runs are unhashable), in order."""
+    seen: set[int] = set()
+    return [x for x in items if id(x) not in seen and not seen.add(id(x))]
+
+
+def full_names(runs: Sequence[ModelRun]) -> str:
+    """Caption text naming each run's full model name behind its short label."""
+    return "Labels: " + "; ".join(f"{r.short} = `{r.label}`" for r in runs) + "."
 
 
 def _plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
-    """Log axis ticked at 1, 2, 5 x 10^n and labelled 50, 100, 200 rather than 5x10^1."""
-    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    """Log axis ticked at 1, 2, 5 x 10^n (only 10^n beyond two decades, so labels never collide)
+    and labelled 50, 100, 200 rather than 5x10^1."""
+    lo, hi = sorted(axis.get_view_interval())
+    wide = lo > 0 and hi / lo > 100
+    subs = (1.0,) if wide else (1.0, 2.0, 5.0)
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def series_style(i: int) -> dict:
-    """Distinct colour/marker for series i (20 colours x 4 markers)."""
-    return {"color": plt.get_cmap("tab20")(i % 20), "marker": "osD^"[(i // 20) % 4]}
+def series_style(i: int, n: int = 20) -> dict:
+    """Distinct colour/marker for series i of n: tab10 colours up to 10 series (no two alike),
+    else tab20; then 4 markers."""
+    colours = 10 if n <= 10 else 20
+    return {"color": plt.get_cmap(f"tab{colours}")(i % colours),
+            "marker": "osD^"[(i // colours) % 4]}
 
 
 #: The paper's Table 3 SPLARE-7B rows and their document top-k (0: no pooling cap).
@@ -93,7 +165,7 @@ def plot_latent_vs_vocab_tasks(runs: Sequence[ModelRun], reference: pd.DataFrame
     pairs = latent_vocab_pairs(runs)
     ref = reference[reference["table"].isin([6, 7])]
     paper = ref.pivot_table(index="task", columns="model", values="value", aggfunc="first")
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = new_figure(6.5, 5)
     values: list[float] = []
     if {"SPLARE-7B", "SPLADE-Llama"} <= set(paper.columns):
         ax.scatter(paper["SPLADE-Llama"], paper["SPLARE-7B"], color="lightgrey", edgecolor="grey",
@@ -103,46 +175,69 @@ def plot_latent_vs_vocab_tasks(runs: Sequence[ModelRun], reference: pd.DataFrame
         common = sorted(set(lat.results) & set(voc.results))
         xs = [task_score(voc.results[t], "main_score") for t in common]
         ys = [task_score(lat.results[t], "main_score") for t in common]
-        ax.scatter(xs, ys, label=f"measured: {lat.label} vs {voc.label}", **series_style(i))
+        ax.scatter(xs, ys, label=f"{lat.short} vs {voc.short}", **series_style(i, len(pairs)))
         values += [v for v in xs + ys if v is not None]
     _diagonal(ax, values)
     ax.set_xlabel("vocabulary head (SPLADE): nDCG@10 per task")
     ax.set_ylabel("latent head (SPLARE): nDCG@10 per task")
     ax.set_title("Latent vs vocabulary head, per task")
-    _legend(ax, len(pairs) + 2)
+    outside_legend(fig)
+    drawn = _unique([r for pair in pairs for r in pair])
     caption = (f"Per task, paired: {len(pairs)} measured latent/vocabulary pair(s) (same backbone and "
-               "top-k) and the paper's Tables 6/7 (grey). Above the diagonal: the latent head wins.")
+               "top-k) and the paper's Tables 6/7 (grey). Above the diagonal: the latent head wins."
+               + (f" {full_names(drawn)}" if drawn else ""))
     return save_figure(fig, folder, "latent_vs_vocab_tasks", caption)
 
 
+def _task_label(task: str, tasks: Sequence[str]) -> str:
+    """A task name without its parenthesised suffix (`X (slice_8q_seed0_24d)` -> `X`) when that
+    stays unique among `tasks`."""
+    bare = re.sub(r"\s*\(.*\)$", "", task)
+    clash = sum(re.sub(r"\s*\(.*\)$", "", t) == bare for t in tasks) > 1
+    return task if clash or not bare else bare
+
+
 def plot_latent_vs_vocab_languages(runs: Sequence[ModelRun], folder: Path) -> Figure | None:
-    """Per language (subset of multi-subset tasks): vocabulary (x) vs latent (y) score."""
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    values: list[float] = []
-    drawn = 0
-    for lat, voc in latent_vocab_pairs(runs):
+    """Per language (subset of multi-subset tasks): vocabulary (x) vs latent (y) score; colour =
+    latent/vocabulary pair, marker = task."""
+    series = []
+    for pair in latent_vocab_pairs(runs):
+        lat, voc = pair
         for task in sorted(set(lat.results) & set(voc.results)):
             a = subset_scores(lat.results[task], "main_score")
             b = subset_scores(voc.results[task], "main_score")
             langs = sorted(set(a) & set(b))
-            if len(langs) < 2:
-                continue
-            xs, ys = [b[g] for g in langs], [a[g] for g in langs]
-            ax.scatter(xs, ys, label=f"{task}: {lat.label} vs {voc.label}", **series_style(drawn))
-            for g, x, y in zip(langs, xs, ys):
-                ax.annotate(g, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            values += xs + ys
-            drawn += 1
-    if not drawn:
-        plt.close(fig)
+            if len(langs) >= 2:
+                series.append((pair, task, langs, [b[g] for g in langs], [a[g] for g in langs]))
+    if not series:
         return None
+    pairs = _unique([pair for pair, *_ in series])
+    tasks = sorted({task for _, task, *_ in series})
+    markers = "osD^v<>p"
+    fig, ax = new_figure(6.5, 5)
+    values: list[float] = []
+    for pair, task, langs, xs, ys in series:
+        ax.scatter(xs, ys, color=series_style(next(i for i, p in enumerate(pairs) if p is pair),
+                                      len(pairs))["color"],
+                   marker=markers[tasks.index(task) % len(markers)])
+        for g, x, y in zip(langs, xs, ys, strict=True):
+            ax.annotate(g, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        values += xs + ys
     _diagonal(ax, values)
     ax.set_xlabel("vocabulary head: main score per language")
     ax.set_ylabel("latent head: main score per language")
     ax.set_title("Latent vs vocabulary head, per language")
-    _legend(ax, drawn + 1)
+    entries = [(Patch(color=series_style(i, len(pairs))["color"]), f"{lat.short} vs {voc.short}")
+               for i, (lat, voc) in enumerate(pairs)]
+    entries += [(Line2D([], [], color="grey", marker=markers[i % len(markers)], linestyle=""),
+                 _task_label(task, tasks)) for i, task in enumerate(tasks)]
+    entries.append((Line2D([], [], color="grey", linestyle="--", linewidth=1), "y = x"))
+    outside_legend(fig, entries)
+    drawn = _unique([r for pair in pairs for r in pair])
     return save_figure(fig, folder, "latent_vs_vocab_languages",
-                 "Per language (hf_subset), paired runs with the same backbone and top-k; measured only.")
+                       "Per language (hf_subset), paired runs with the same backbone and top-k; "
+                       "measured only. Colour: the latent/vocabulary pair; marker: the task "
+                       f"({', '.join(tasks)}). {full_names(drawn)}")
 
 
 def _families(runs: Sequence[ModelRun], axis: Callable[[Variant], float | None], *vary: str) -> dict:
@@ -168,20 +263,26 @@ def _doc_k(variant: Variant) -> float | None:
     return None if variant.top_k_document is None else float(variant.top_k_document)
 
 
-def _family_label(variant: Variant, *vary: str) -> str:
-    """What a curve's variants share, from their records: kind, backbone, layer, SAE width."""
-    parts = [variant.kind or "?", (variant.backbone or "?").rstrip("/").split("/")[-1]]
-    if variant.layer is not None and "layer" not in vary:
-        parts.append(f"L{variant.layer}")
-    if variant.width is not None and "width" not in vary:
-        parts.append(f"{variant.width} latents")
-    return " ".join(parts)
+def _family_labels(groups: Sequence[Sequence[ModelRun]], *vary: str) -> list[str]:
+    """Short labels of curves (families), from their first run's record without the parts in
+    `vary` (a top-k family: no top-k; a layer curve: no layer)."""
+    records = [dict(g[0].record or {"name": g[0].name}) for g in groups]
+    if "top_k_document" in vary:
+        records = [{**r, "top_k": None} for r in records]
+    return short_labels(records, omit=vary)
+
+
+def _family_caption(groups: Sequence[Sequence[ModelRun]], labels: Sequence[str],
+                    counts: Sequence[int]) -> str:
+    return "Curves: " + "; ".join(
+        f"{label} = {', '.join(f'`{r.label}`' for r in group)} ({n} common task(s))"
+        for label, group, n in zip(labels, groups, counts, strict=True)) + "."
 
 
 def plot_topk(runs: Sequence[ModelRun], reference: pd.DataFrame, folder: Path) -> Figure | None:
     """Mean nDCG@10 vs document top-k ("no cap" drawn right of the largest k); paper Table 3 dashed."""
     groups = _families(runs, _doc_k, "top_k_query", "top_k_document")
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = new_figure(6.5, 4.5)
     paper = reference[(reference["table"] == 3) & reference["model"].isin(PAPER_TOPK_DOCUMENT)]
     ks = [k for g in groups.values() for k in (_doc_k(r.variant) for r in g) if k]
     ks += [100.0, 200.0, 400.0]
@@ -199,11 +300,13 @@ def plot_topk(runs: Sequence[ModelRun], reference: pd.DataFrame, folder: Path) -
             pts.append((float(k) if k else nocap, row["value"]))
         pts.sort()
         ax.plot(*zip(*pts), linestyle="--", marker="s", alpha=0.6, label=f"paper SPLARE-7B, {bench}")
-    for group in groups.values():
-        group = sorted(group, key=lambda r: xpos(_doc_k(r.variant)))
+    families = [sorted(g, key=lambda r: xpos(_doc_k(r.variant))) for g in groups.values()]
+    labels = _family_labels(families, "top_k_document")
+    counts = []
+    for group, label in zip(families, labels, strict=True):
         means, n = _common_mean(group)
-        ax.plot([xpos(_doc_k(r.variant)) for r in group], means, marker="o",
-                label=f"measured {_family_label(group[0].variant)} ({n} common task(s))")
+        counts.append(n)
+        ax.plot([xpos(_doc_k(r.variant)) for r in group], means, marker="o", label=label)
     ax.set_xscale("log")
     ticks = sorted({xpos(k) for k in ks} | {nocap})
     ax.set_xticks(ticks)
@@ -212,10 +315,13 @@ def plot_topk(runs: Sequence[ModelRun], reference: pd.DataFrame, folder: Path) -
     ax.set_xlabel("document top-k (query top-k scales with it)")
     ax.set_ylabel("mean nDCG@10")
     ax.set_title("Effectiveness vs document top-k pooling")
-    _legend(ax, len(groups) + 2)
-    return save_figure(fig, folder, "ndcg_vs_topk",
-                 f"Mean nDCG@10 vs document top-k: {len(groups)} measured family(ies) (solid; mean over the "
-                 "tasks all its variants share) and the paper's Table 3 SPLARE-7B averages (dashed).")
+    outside_legend(fig)
+    caption = (f"Mean nDCG@10 vs document top-k: {len(groups)} measured family(ies) (solid; mean over "
+               "the tasks all its variants share) and the paper's Table 3 SPLARE-7B averages "
+               "(dashed).")
+    if families:
+        caption += " " + _family_caption(families, labels, counts)
+    return save_figure(fig, folder, "ndcg_vs_topk", caption)
 
 
 def _efficiency_points(runs: Sequence[ModelRun], key: str) -> list[tuple[ModelRun, list[float], list[float]]]:
@@ -239,19 +345,22 @@ def plot_efficiency(runs: Sequence[ModelRun], folder: Path) -> Figure | None:
     data = {key: _efficiency_points(runs, key) for key, _ in panels}
     if not any(data.values()):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    fig, axes = new_figure(11, 4.5, ncols=2, sharey=True)
+    drawn = _unique([run for points in data.values() for run, _, _ in points])
     for ax, (key, label) in zip(axes, panels):
-        for i, (run, xs, ys) in enumerate(data[key]):
-            ax.scatter(xs, ys, label=run.label, **series_style(i))
+        for run, xs, ys in data[key]:
+            ax.scatter(xs, ys, label=run.short, **series_style(
+                next(i for i, r in enumerate(drawn) if r is run), len(drawn)))
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("nDCG@10 (per task)")
     fig.suptitle("Effectiveness vs sparsity")
-    _legend(axes[0], max(len(d) for d in data.values()))
+    outside_legend(fig)
     return save_figure(fig, folder, "ndcg_vs_sparsity",
-                 "One point per (model, task) from `<Task>.efficiency.json` (subset/split means).")
+                       "One point per (model, task) from `<Task>.efficiency.json` (subset/split "
+                       f"means). {full_names(drawn)}")
 
 
 def plot_latency(runs: Sequence[ModelRun], folder: Path) -> Figure | None:
@@ -259,19 +368,21 @@ def plot_latency(runs: Sequence[ModelRun], folder: Path) -> Figure | None:
     data = _efficiency_points(runs, "search_ms_per_query")
     if not data:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = new_figure(6.5, 4.5)
     for i, (run, xs, ys) in enumerate(data):
         backends = {str(run.efficiency[t].get("backend", "?")) for t in run.efficiency}
-        ax.scatter(xs, ys, label=f"{run.label} [{', '.join(sorted(backends))}]", **series_style(i))
+        ax.scatter(xs, ys, label=f"{run.short} [{', '.join(sorted(backends))}]",
+                   **series_style(i, len(data)))
     ax.set_xscale("log")
     _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("search time per query (ms, inference excluded)")
     ax.set_ylabel("nDCG@10 (per task)")
     ax.set_title("Effectiveness vs search latency")
     ax.grid(alpha=0.3)
-    _legend(ax, len(data))
+    outside_legend(fig)
     return save_figure(fig, folder, "ndcg_vs_latency",
-                 "One point per (model, task); search backend in brackets; as measured on this machine.")
+                       "One point per (model, task); search backend in brackets; as measured on this "
+                       f"machine. {full_names([run for run, _, _ in data])}")
 
 
 def plot_axis_curve(runs: Sequence[ModelRun], folder: Path, axis: str) -> Figure | None:
@@ -282,13 +393,14 @@ def plot_axis_curve(runs: Sequence[ModelRun], folder: Path, axis: str) -> Figure
     groups = _families([r for r in runs if r.variant.space == "latent"], value, axis)
     if not groups:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for group in groups.values():
-        group = sorted(group, key=lambda r: value(r.variant))
+    fig, ax = new_figure(6.5, 4.5)
+    families = [sorted(g, key=lambda r: value(r.variant)) for g in groups.values()]
+    labels = _family_labels(families, axis)
+    counts = []
+    for group, label in zip(families, labels, strict=True):
         means, n = _common_mean(group)
-        ax.plot([value(r.variant) for r in group], means, marker="o",
-                label=f"{_family_label(group[0].variant, axis)}, top-k {top_k_label(group[0].variant)} "
-                      f"({n} task(s))")
+        counts.append(n)
+        ax.plot([value(r.variant) for r in group], means, marker="o", label=label)
     if axis == "width":
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -299,6 +411,7 @@ def plot_axis_curve(runs: Sequence[ModelRun], folder: Path, axis: str) -> Figure
     ax.set_ylabel("mean main score (nDCG@10)")
     ax.set_title(f"SAE {axis} ablation")
     ax.grid(alpha=0.3)
-    _legend(ax, len(groups))
+    outside_legend(fig)
     return save_figure(fig, folder, f"ndcg_vs_{axis}",
-                 f"Mean over the tasks every variant of a family shares; families differ only in {axis}.")
+                       f"Mean over the tasks every variant of a family shares; families differ only "
+                       f"in {axis}. {_family_caption(families, labels, counts)}")

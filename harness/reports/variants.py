@@ -14,6 +14,10 @@ repository) is reported under its ModelMeta name and revision with every propert
 joins no figure pairing or curve and has no paper counterpart unless `--counterpart` names one.
 Its leaderboard counterpart is matched on its mteb model name, the key the leaderboard uses.
 
+Figures label a variant with `short_labels` (from `variant.json`, also used by `harness.compare`):
+`SPLARE · Gemma-3-270M L9 · 8k SAE`, `SPLADE · Gemma-3-270M L9 · LM head`, `BM25`; the full
+model names stay in the captions and tables.
+
 The paper model a variant reproduces is decided by its config: a variant of a paper config
 (`PAPER_CONFIGS`) whose kind and layer are those of the shipped `conf/model/<config>.yaml`.
 """
@@ -21,7 +25,8 @@ The paper model a variant reproduces is decided by its config: a variant of a pa
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,3 +191,89 @@ def paper_counterpart(variant: Variant, table: int, family: str | None = None) -
     if table == 11:
         return (family, "") if default else None
     return None
+
+
+# ---- short labels (figures), from the variant record ------------------------------------------
+
+#: Longest backbone name a short label shows; a longer one is cut and ends in "…".
+BACKBONE_CHARS = 24
+#: Longest label of a folder without `variant.json` (its model name, cut the same way).
+NAME_CHARS = 32
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def pretty_backbone(record: Mapping[str, Any]) -> str:
+    """A short backbone name: `google/gemma-3-270m` -> `Gemma-3-270M`, an embedded path's tail;
+    at most `BACKBONE_CHARS` characters."""
+    raw = record.get("backbone_id") or str(record.get("backbone_path") or "?")
+    tail = raw.split("/")[-1].split(":")[-1]
+    tail = re.sub(r"(\d+(?:\.\d+)?)([mb])\b", lambda m: m.group(1) + m.group(2).upper(), tail)
+    return _cut(tail[:1].upper() + tail[1:], BACKBONE_CHARS)
+
+
+def sae_width_label(width: Any) -> str:
+    """`8k` for 8192 latents, `128k` for 131072, `64` for 64 (k only for multiples of 1024)."""
+    if not isinstance(width, int) or isinstance(width, bool) or width <= 0:
+        return "?"
+    return f"{width // 1024}k" if width % 1024 == 0 else str(width)
+
+
+def short_label(record: Mapping[str, Any], omit: Sequence[str] = ()) -> str:
+    """A figure label from a variant record (`variant.json`): `SPLARE · Gemma-3-270M L9 · 16k SAE`,
+    `SPLADE · Gemma-3-270M L9 · LM head`, `SPLADE · Splade-bert-tiny`, `BM25`; `· trained` when an
+    adapter or checkpoint is applied. `omit`: parts a curve varies and its label leaves out
+    ("layer", "width"). A record without a kind (no `variant.json`) is labelled by its model name.
+    """
+    kind = record.get("kind")
+    if kind is None:
+        return _cut(str(record.get("name") or "?").split("/")[-1], NAME_CHARS)
+    if kind == "bm25":
+        return "BM25"
+    backbone = pretty_backbone(record)
+    show_layer = record.get("layer") is not None and "layer" not in omit
+    layer = f" L{record['layer']}" if show_layer else ""
+    if kind == "splare":
+        width = "" if "width" in omit else f"{sae_width_label(record.get('embed_dim'))} "
+        label = f"SPLARE · {backbone}{layer} · {width}SAE"
+    elif kind == "splade_llm":
+        label = f"SPLADE · {backbone}{layer} · LM head"
+    else:
+        label = f"SPLADE · {backbone}"
+    return label + (" · trained" if record.get("trained") else "")
+
+
+def _top_k_part(record: Mapping[str, Any]) -> str:
+    top_k = record.get("top_k") or {}
+    q, d = top_k.get("query"), top_k.get("document")
+    if q is None or d is None:
+        return "top-k ?"
+    return "no cap" if q == 0 and d == 0 else f"top-k {q}/{d}"
+
+
+#: What tells apart variants with the same short label, tried in this order.
+_DISTINGUISH = (
+    _top_k_part,
+    lambda r: str(r.get("dtype")),
+    lambda r: str((r.get("search") or {}).get("name")),
+    lambda r: str(r.get("revision"))[:6],
+)
+
+
+def short_labels(records: Sequence[Mapping[str, Any]], omit: Sequence[str] = ()) -> list[str]:
+    """`short_label` of each record (`omit` as there), made unique: variants sharing a label get,
+    in turn, the first of top-k (`top-k 10/100`, `no cap`), dtype, search backend and revision
+    prefix that differs among them (`SPLADE · Splade-bert-tiny · top-k 10/100`)."""
+    labels = [short_label(r, omit) for r in records]
+    for part in _DISTINGUISH:
+        groups: dict[str, list[int]] = {}
+        for i, label in enumerate(labels):
+            groups.setdefault(label, []).append(i)
+        for label, members in groups.items():
+            values = [part(records[i]) for i in members]
+            if len(members) > 1 and len(set(values)) > 1:
+                for i, value in zip(members, values, strict=True):
+                    labels[i] = f"{label} · {value}"
+    return labels
