@@ -122,6 +122,20 @@ def test_paper_recipe_and_command_line_settings_reach_the_commands(tmp_path: Pat
     assert list(evaluation.run.tasks) == ["LocalCranfield"]
 
 
+def test_cpu_recipe_gives_each_head_its_steps_within_one_cpu_budget(tmp_path: Path) -> None:
+    cfg, choices = _controlled(tmp_path, "train=cpu", "benchmark=local_multilingual")
+    assert choices["controlled_budget"] == "cpu"
+    composed = {p.model: _app("train", p.commands["train"], "harness.train") for p in plan(cfg, choices)}
+    steps = {model: c.train.steps for model, c in composed.items()}
+    assert steps == dict(cfg.controlled.steps)
+    assert steps["splade_tiny_llm"] < steps["splare_tiny"]  # the 262k head's steps cost more
+    budgets = {c.train.cpu_minutes for c in composed.values()}
+    assert budgets == {cfg.train.cpu_minutes} and cfg.train.cpu_minutes > 0
+    recipes = [{k: v for k, v in c.train.items() if k not in ("output_dir", "steps")} for c in composed.values()]
+    assert recipes[0] == recipes[1], "same recipe and budget apart from the schedule length"
+    assert all(c.data.languages is None for c in composed.values())  # every dataset_build language
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -131,6 +145,11 @@ def test_paper_recipe_and_command_line_settings_reach_the_commands(tmp_path: Pat
         ),
         (["controlled.models=[no_such_model]"], "unknown model 'no_such_model'"),
         (["controlled.models=[splare_tiny,splare_tiny]"], "controlled.models lists a model twice"),
+        (
+            ["+controlled.steps={splare_tiny: 3, bm25: 2}"],
+            "controlled.steps names ['bm25'], not in controlled.models",
+        ),
+        (["+controlled.steps={splare_tiny: 0}"], "controlled.steps.splare_tiny must be a positive"),
         (
             ["controlled.eval_max_length=0"],
             "controlled.eval_max_length must be a positive integer or null, got 0",

@@ -196,6 +196,18 @@ def test_one_step_lowers_loss_and_adapter_reloads(assets, tmp_path, kind, distil
     assert result.summary["temperature"] == cfg.model.tau  # tau comes from the model config
 
 
+def test_cpu_budget_stops_training_at_the_step_that_spends_it(assets, tmp_path):
+    # a budget far below one step's CPU time: the run stops after its first step
+    cfg = _train_cfg(assets, tmp_path / "budget", batch_size=2, steps=5, cpu_minutes=1e-6)
+    summary = train(cfg).summary
+    assert (summary["steps"], summary["stopped_by_cpu_budget"]) == (1, True)
+    assert summary["cpu_budget_seconds"] == pytest.approx(6e-5)
+    assert summary["cpu_seconds"] > 0
+    unbudgeted = train(_train_cfg(assets, tmp_path / "free", batch_size=2, steps=3)).summary
+    assert (unbudgeted["steps"], unbudgeted["stopped_by_cpu_budget"]) == (3, False)
+    assert unbudgeted["cpu_budget_seconds"] is None
+
+
 def test_training_leaves_the_sae_and_base_weights_frozen(assets, tmp_path):
     cfg = _train_cfg(assets, tmp_path / "run")
     base = models.build_encoder(cfg.model)
@@ -342,6 +354,7 @@ def test_named_configs_paper_and_smoke():
         ({"train.gradient_checkpointing": "yes"}, "train.gradient_checkpointing must be true or false"),
         ({"train.resume": True}, r"train.resume=true but train.output_dir=.*run holds no checkpoint"),
         ({"train.init_adapter": "/nonexistent"}, "train.init_adapter=/nonexistent: not a peft adapter"),
+        ({"train.cpu_minutes": 0}, "train.cpu_minutes must be a positive number of minutes or null, got 0"),
     ],
 )
 def test_bad_settings_fail_in_one_line_before_loading(assets, tmp_path, override, message):

@@ -172,7 +172,7 @@ def _checked_steps(steps: Any, models: Sequence[str]) -> dict[str, int]:
     if steps is None:
         return {}
     if not isinstance(steps, Mapping):
-        raise ValueError(f"controlled.steps must be null or a mapping model -> steps, got {steps!r}")
+        raise ValueError(f"controlled.steps must be null or a mapping model -> steps, got {steps!r}")  # noqa: TRY004
     unknown = sorted(set(steps) - set(models))
     if unknown:
         raise ValueError(f"controlled.steps names {unknown}, not in controlled.models {list(models)}")
