@@ -240,7 +240,8 @@ def test_cli_bad_setting_is_one_line(tmp_path: Path) -> None:
 
 
 def _write_run(folder: Path) -> dict:
-    """A finished run of this app with made-up numbers: record, adapters' files, one result file."""
+    """A finished run of this app with made-up numbers: record (scores per task and per subset),
+    adapters' files, one result file (no per-query files)."""
     rows = []
     for m, model in enumerate(("latent", "vocab")):
         adapter = folder / f"{model}_adapter"
@@ -283,6 +284,8 @@ def _write_run(folder: Path) -> dict:
                 "adapter": adapter.name,
                 "before": {"A": 0.2 + m / 10, "B": 0.4},
                 "after": {"A": 0.3, "B": 0.35 + m / 10},
+                "before_subsets": {"A": {"de": 0.1 + m / 10, "en": 0.3 + m / 10}, "B": {"x": 0.4}},
+                "after_subsets": {"A": {"de": 0.25, "en": 0.35}, "B": {"x": 0.35 + m / 10}},
                 "train_seconds": 12.0,
                 "eval_seconds": [3.0, 4.0],
                 "commands": [f"python -m harness model={model}"],
@@ -377,9 +380,10 @@ def test_different_training_settings_are_reported(tmp_path: Path) -> None:
     "run", sorted(p.name for p in COMMITTED.iterdir() if (p / "controlled_run.json").is_file())
 )
 def test_committed_reports_are_what_the_app_writes(run: str, tmp_path: Path) -> None:
-    """The committed records (written by the former benchmarks/controlled_run.py) still make a
-    report, and the committed report is that one: regenerated in a copy, it differs only by the
-    folder's path."""
+    """The committed records still make a report, and the committed report is that one:
+    regenerated in a copy, it differs only by the folder's path. Those of the former
+    benchmarks/controlled_run.py (`args`) render as they always did: no per-language or
+    significance section, no columns of CPU spent."""
     copy = tmp_path / run
     shutil.copytree(
         COMMITTED / run, copy, ignore=shutil.ignore_patterns("*.png", "*.pdf", "controlled_run.md")
@@ -390,7 +394,11 @@ def test_committed_reports_are_what_the_app_writes(run: str, tmp_path: Path) -> 
         regenerated.replace(str(repo_relative(copy)), f"results/controlled/{run}")
         == (COMMITTED / run / "controlled_run.md").read_text()
     )
-    assert "the command's flags, recorded in `controlled_run.json` (`args`)" in regenerated
+    if "args" in record:
+        assert "the command's flags, recorded in `controlled_run.json` (`args`)" in regenerated
+        assert "## Per language" not in regenerated and "## Significance" not in regenerated
+    else:
+        assert "## Per language" in regenerated and "## Significance" in regenerated
     for row in record["rows"]:  # every evaluation's result files are named as the scores' source
         for stage in ("before", "after"):
             assert (
@@ -400,3 +408,210 @@ def test_committed_reports_are_what_the_app_writes(run: str, tmp_path: Path) -> 
             )
     for stem in ("controlled_scores", "controlled_training"):
         assert matplotlib.image.imread(copy / f"{stem}.png").shape[0] > 100
+
+
+def _section(report: str, title: str) -> str:
+    """The text of the section headed `title` (`## ` or `### `), up to the next heading."""
+    start = report.index(f"{title}\n")
+    rest = report[start + len(title) + 1 :]
+    ends = [i for i in (rest.find("\n## "), rest.find("\n### ")) if i >= 0]
+    return rest[: min(ends)] if ends else rest
+
+
+def _row(text: str, *first: str) -> list[str]:
+    """The cells after `first` of the table row of `text` that starts with the cells `first`."""
+    prefix = "| " + " | ".join(first) + " |"
+    line = next(line for line in text.splitlines() if line.startswith(prefix))
+    return [cell.strip() for cell in line.strip("|").split("|")][len(first) :]
+
+
+def _write_evaluation(
+    stage_dir: Path, per_query: dict[tuple[str, str, str], dict[str, float]]
+) -> None:
+    """One evaluation's results folder as `python -m harness` writes it: mteb's task files (main
+    score of a subset = mean of its per-query scores, rounded as mteb stores it), the variant
+    record and the per-query files. `per_query`: {(task, split, subset): {query id: nDCG@10}}."""
+    import shutil as _shutil
+
+    folder = stage_dir / "results" / "org__model" / "rev1"
+    _shutil.rmtree(stage_dir / "results", ignore_errors=True)
+    (folder / "harness").mkdir(parents=True)
+    (folder / "harness" / "variant.json").write_text(json.dumps({"config": "m"}))
+    tasks: dict[str, dict[str, list]] = {}
+    for (task, split, subset), scores in per_query.items():
+        mean = round(sum(scores.values()) / len(scores), 5)
+        tasks.setdefault(task, {}).setdefault(split, []).append(
+            {"hf_subset": subset, "languages": ["eng-Latn"], "main_score": mean}
+        )
+        queries = folder / "harness" / "queries" / task / split
+        queries.mkdir(parents=True, exist_ok=True)
+        (queries / f"{subset}.ndcg_at_10.json").write_text(
+            json.dumps({"task": task, "split": split, "subset": subset, "per_query": scores})
+        )
+    for task, splits in tasks.items():
+        (folder / f"{task}.json").write_text(
+            json.dumps(
+                {
+                    "dataset_revision": "r",
+                    "task_name": task,
+                    "mteb_version": "2.0.0",
+                    "evaluation_time": 1.0,
+                    "kg_co2_emissions": None,
+                    "scores": splits,
+                }
+            )
+        )
+
+
+def test_per_subset_table_comes_from_the_record(tmp_path: Path) -> None:
+    record = _write_run(tmp_path)
+    report = write_report(tmp_path)
+    table = _section(report, "## Per language")
+    for task, subset in (("A", "de"), ("A", "en"), ("B", "x")):
+        cells = _row(table, task, subset)
+        for m, row in enumerate(record["rows"]):
+            before, after = row["before_subsets"][task][subset], row["after_subsets"][task][subset]
+            assert cells[3 * m : 3 * m + 3] == [
+                f"{before:.4f}",
+                f"{after:.4f}",
+                f"{after - before:+.4f}",
+            ]
+    assert _row(table, "A", "de")[2] == "+0.1500"  # latent: 0.10 -> 0.25
+    # no evaluation wrote per-query files: the section says so in one line and has no table
+    significance = _section(report, "## Significance")
+    missing = [line for line in significance.splitlines() if line.startswith("No per-query")]
+    assert len(missing) == 1 and all(
+        f"{m} {s}" in missing[0] for m in ("latent", "vocab") for s in ("before", "after")
+    )
+    assert "### " not in report.split("## Significance")[1].split("## Training")[0]
+    # the training table keeps its columns: these summaries say nothing of CPU time
+    assert "CPU s / budget" not in report and "Steps done:" not in report
+
+
+def test_per_subset_scores_are_read_from_the_result_files_when_the_record_lacks_them(
+    tmp_path: Path,
+) -> None:
+    """A record of this app written before `rows[].<stage>_subsets` were kept (as the app's
+    process that imported the older reader writes it) gets them from the evaluations' files."""
+    from harness.controlled.scores import read_scores, read_subset_scores
+
+    record = _write_run(tmp_path)
+    shifts = {("latent", "before"): 0.0, ("latent", "after"): 0.1, ("vocab", "before"): 0.2,
+              ("vocab", "after"): 0.3}
+    for (model, stage), shift in shifts.items():
+        _write_evaluation(
+            tmp_path / "results" / f"{model}_{stage}",
+            {
+                ("A", "test", "de"): {f"q{i}": 0.1 * (i % 3) + shift for i in range(9)},
+                ("A", "test", "en"): {f"q{i}": 0.05 * (i % 5) + shift for i in range(10)},
+            },
+        )
+    latent_after = tmp_path / "results" / "latent_after"
+    assert read_subset_scores(latent_after) == {"A": {"de": 0.2, "en": 0.2}}
+    assert read_scores(latent_after) == {"A": pytest.approx(0.2)}  # mean of the subsets
+    for row in record["rows"]:
+        del row["before_subsets"], row["after_subsets"]
+    (tmp_path / "controlled_run.json").write_text(json.dumps(record))
+    table = _section(write_report(tmp_path), "## Per language")
+    assert _row(table, "A", "de") == ["0.1000", "0.2000", "+0.1000", "0.3000", "0.4000", "+0.1000"]
+    assert _row(table, "A", "en") == ["0.1000", "0.2000", "+0.1000", "0.3000", "0.4000", "+0.1000"]
+    assert "| B |" not in table  # task B has no result files here
+
+
+def test_significance_of_identical_and_shifted_queries(tmp_path: Path) -> None:
+    """Hand-checkable: latent's after equals its before query by query (delta 0, p = 1, not
+    significant); vocab's after is its before + 0.5 on each of 30 queries (every random swap but
+    none/all gives a smaller |mean|: p < 1e-4, significant, interval exactly [+0.5, +0.5])."""
+    from harness.controlled.scores import paired_subsets, read_per_query
+
+    _write_run(tmp_path)
+    base = {f"q{i:02d}": (i % 7) / 14 for i in range(30)}  # values in [0, 0.43]
+    units = [("A", "test", "de"), ("A", "test", "en")]
+    scores = {
+        ("latent", "before"): base,
+        ("latent", "after"): base,
+        ("vocab", "before"): base,
+        ("vocab", "after"): {q: v + 0.5 for q, v in base.items()},
+    }
+    for (model, stage), per_query in scores.items():
+        _write_evaluation(
+            tmp_path / "results" / f"{model}_{stage}", {unit: per_query for unit in units}
+        )
+    report = write_report(tmp_path)
+    significance = report.split("## Significance")[1].split("## Training")[0]
+    assert "No per-query" not in significance
+    same = _section(report, "### latent: after vs before training")
+    shifted = _section(report, "### vocab: after vs before training")
+    models = _section(report, "### After training: vocab vs latent")
+    mean = sum(base.values()) / 30
+    for subset in ("de", "en"):
+        assert _row(same, "A", subset) == [
+            "30", f"{mean:.4f}", f"{mean:.4f}", "+0.0000", "[+0.0000, +0.0000]", "1", "1"
+        ]
+        assert _row(shifted, "A", subset) == [
+            "30", f"{mean:.4f}", f"{mean + 0.5:.4f}", "+0.5000 *", "[+0.5000, +0.5000]",
+            "<1e-04", "<1e-04"
+        ]
+        assert _row(models, "A", subset)[3] == "+0.5000 *"
+    assert "| task | subset | queries | before | after | delta (after - before) |" in same
+    assert "| task | subset | queries | latent | vocab | delta (vocab - latent) |" in models
+    # the same numbers from the functions the report calls
+    tests = paired_subsets(
+        read_per_query(tmp_path / "results" / "latent_before"),
+        read_per_query(tmp_path / "results" / "latent_after"),
+    )
+    assert [(t.subset, t.paired.p, t.p_holm, t.significant) for t in tests] == [
+        ("de", 1.0, 1.0, False), ("en", 1.0, 1.0, False)
+    ]
+    tests = paired_subsets(
+        read_per_query(tmp_path / "results" / "vocab_before"),
+        read_per_query(tmp_path / "results" / "vocab_after"),
+    )
+    assert all(t.paired.delta == pytest.approx(0.5) and t.significant for t in tests)
+    assert all(t.paired.n == 30 and t.paired.wins == 30 for t in tests)
+
+
+def test_significance_leaves_out_a_stage_without_per_query_files(tmp_path: Path) -> None:
+    _write_run(tmp_path)
+    base = {f"q{i}": i / 20 for i in range(20)}
+    for model, stage in (("latent", "before"), ("latent", "after"), ("vocab", "before")):
+        _write_evaluation(tmp_path / "results" / f"{model}_{stage}", {("A", "test", "en"): base})
+    report = write_report(tmp_path)
+    significance = report.split("## Significance")[1].split("## Training")[0]
+    where = repo_relative(tmp_path / "results" / "vocab_after")
+    assert [line for line in significance.splitlines() if line.startswith("No per-query")] == [
+        f"No per-query files for vocab after (`{where}/`): the tests that need them are left out."
+    ]
+    assert "### latent: after vs before training" in significance
+    assert "### vocab:" not in significance and "### After training" not in significance
+
+
+def test_a_stale_per_query_file_fails_in_one_line(tmp_path: Path) -> None:
+    from harness.controlled.scores import read_per_query
+
+    stage = tmp_path / "results" / "latent_before"
+    _write_evaluation(stage, {("A", "test", "en"): {"q1": 0.5, "q2": 1.0}})
+    (per_query,) = stage.glob("results/*/*/harness/queries/A/test/en.ndcg_at_10.json")
+    per_query.write_text(json.dumps({"per_query": {"q1": 0.0, "q2": 1.0}}))
+    with pytest.raises(ValueError, match=r"mean nDCG@10 0.5 is not mteb's A en score 0.75"):
+        read_per_query(stage)
+
+
+def test_training_table_says_what_each_run_spent(tmp_path: Path) -> None:
+    _write_run(tmp_path)
+    summary = tmp_path / "latent_adapter" / "train_summary.json"
+    spent = {"steps": 5, "cpu_seconds": 1800.4, "cpu_budget_seconds": 1800.0,
+             "stopped_by_cpu_budget": True}
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), **spent}))
+    report = write_report(tmp_path)
+    training = _section(report, "## Training")
+    assert (
+        "| model | tau | train s | steps (done / planned) | CPU s / budget | stopped by budget | "
+        "eval s (before / after) |"
+    ) in training
+    assert _row(training, "latent")[2:5] == ["5 / 8", "1800 / 1800", "yes"]
+    assert _row(training, "vocab")[2:5] == ["", "", ""]  # an older summary: empty cells
+    header = next(line for line in training.splitlines() if line.startswith("| model |"))
+    rule = next(line for line in training.splitlines() if line.startswith("|---"))
+    assert header.count("|") == rule.count("|") == _row(training, "vocab").__len__() + 2
+    assert "Steps done: the optimiser steps" in report

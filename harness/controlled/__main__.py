@@ -10,8 +10,9 @@ head, both on the embedded Gemma-3-270M at layer 9), with the harness CLIs in su
 
 Every setting is checked, and every command's config composed, before the first command runs.
 The run folder (`controlled.out`) gets `controlled_run.json` (the composed config, the group
-choices, the commands, scores and seconds), `controlled_run.md` and two figures
-(`harness.controlled.report`), the adapters, the evaluations' results and one log per command.
+choices, the commands, scores per task and per (task, subset), seconds), `controlled_run.md` and
+two figures (`harness.controlled.report`), the adapters, the evaluations' results and one log per
+command.
 
 Examples:
     python -m harness.controlled                                   # CPU: train=smoke, 40 steps each
@@ -50,21 +51,9 @@ from harness.controlled.plan import (
     repo_relative,
     shown,
 )
+from harness.controlled.scores import read_scores, read_subset_scores
 from harness.paths import REPO_ROOT
 from harness.results import git_state
-
-
-def read_scores(results: Path) -> dict[str, float]:
-    """Main score per task of every mteb result file under `results` (one model, one stage)."""
-    from mteb.results import TaskResult
-
-    scores = {}
-    for path in sorted(results.glob("results/*/*/*.json")):
-        if path.name == "model_meta.json":
-            continue
-        result = TaskResult.from_disk(path)
-        scores[result.task_name] = float(result.get_score())
-    return scores
 
 
 def run_command(command: list[str], log: Path) -> float:
@@ -95,6 +84,8 @@ def run_model(model_plan: ModelPlan, out: Path) -> dict:
         "adapter": model_plan.adapter.name,
         "before": read_scores(REPO_ROOT / model_plan.results["before"]),
         "after": read_scores(REPO_ROOT / model_plan.results["after"]),
+        "before_subsets": read_subset_scores(REPO_ROOT / model_plan.results["before"]),
+        "after_subsets": read_subset_scores(REPO_ROOT / model_plan.results["after"]),
         "train_seconds": seconds["train"],
         "eval_seconds": [seconds["before"], seconds["after"]],
         "commands": [shown(model_plan.commands[stage]) for stage in STAGES],

@@ -15,6 +15,17 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from harness.controlled.plan import RECORD_FILE, repo_relative
+from harness.controlled.scores import (
+    ALPHA,
+    PERMUTATIONS,
+    SEED,
+    PerQuery,
+    SubsetScores,
+    paired_subsets,
+    read_per_query,
+    read_subset_scores,
+    stage_dir,
+)
 from harness.reports.training import (
     plot_before_after,
     plot_training_curves,
@@ -55,6 +66,29 @@ def _trend(lines: list[dict[str, Any]], key: str) -> str:
     """`first -> last` quarter means of a logged value, 4 significant digits."""
     first, last = _window_mean(lines, key, True), _window_mean(lines, key, False)
     return "" if first is None or last is None else f"{first:.4g} -> {last:.4g}"
+
+
+#: `train_summary.json` keys of what a training run spent (older runs' summaries lack them; their
+#: reports have no such columns).
+SPENT_KEYS = frozenset({"cpu_seconds", "cpu_budget_seconds", "stopped_by_cpu_budget"})
+SPENT_NOTE = (
+    "Steps done: the optimiser steps each training run took (`train_summary.json` `steps`), "
+    f"planned: `train.steps` of its `{TRAIN_CONFIG}`. CPU s: the training process's CPU time "
+    "(`cpu_seconds`) against its `train.cpu_minutes` budget (`cpu_budget_seconds`; none: no "
+    "budget); a run the budget stopped (`stopped_by_cpu_budget`) ended before its planned steps."
+)
+
+
+def _spent_cells(summary: Mapping[str, Any], train: Mapping[str, Any]) -> str:
+    """`steps (done / planned) | CPU s / budget | stopped by budget | ` of one training run (empty
+    cells where its summary lacks the keys)."""
+    done, planned = summary.get("steps"), train.get("steps")
+    steps = "" if done is None else f"{done}" + ("" if planned is None else f" / {planned}")
+    cpu, budget = summary.get("cpu_seconds"), summary.get("cpu_budget_seconds")
+    used = "" if cpu is None else f"{cpu:.0f} / " + ("none" if budget is None else f"{budget:.0f}")
+    stopped = summary.get("stopped_by_cpu_budget")
+    stopped_cell = "" if stopped is None else ("yes" if stopped else "no")
+    return f"{steps} | {used} | {stopped_cell} | "
 
 
 def _git(value: Any) -> str:
@@ -169,8 +203,139 @@ def _result_folders(stage_dir: Path) -> list[str]:
     )
 
 
-def _sources(out: Path, record: Mapping[str, Any], config: str) -> list[str]:
-    """The report's last section: which file every number of it comes from."""
+def subset_scores(record: Mapping[str, Any], out: Path) -> dict[str, dict[str, SubsetScores]] | None:
+    """`{model: {stage: {task: {subset: main score}}}}` of a run in `out`: the record's
+    `rows[].before_subsets` / `after_subsets`, or, where a record of this app lacks them (written
+    before they were kept), read from the evaluation's result files (`read_subset_scores`). None
+    for a record of the former `benchmarks/controlled_run.py` (`args`), whose report has no
+    per-subset sections."""
+    if "config" not in record:
+        return None
+    return {
+        row["model"]: {
+            stage: row[f"{stage}_subsets"]
+            if f"{stage}_subsets" in row
+            else read_subset_scores(stage_dir(out, row["model"], stage))
+            for stage in ("before", "after")
+        }
+        for row in record["rows"]
+    }
+
+
+def _subset_lines(subsets: Mapping[str, Mapping[str, SubsetScores]]) -> list[str]:
+    """The per-(task, subset) table: before / after / delta per model."""
+    models = list(subsets)
+    keys = sorted(
+        {
+            (task, subset)
+            for stages in subsets.values()
+            for scores in stages.values()
+            for task, by_subset in scores.items()
+            for subset in by_subset
+        }
+    )
+    lines = [
+        "## Per language",
+        "",
+        (
+            "mteb's main score of each (task, subset) (a subset is a language or a query-document "
+            "language pair), before and after training."
+        ),
+        "",
+        "| task | subset | " + " | ".join(f"{m} before | after | delta" for m in models) + " |",
+        "|---|---|" + "---|---|---|" * len(models),
+    ]
+    for task, subset in keys:
+        cells = []
+        for model in models:
+            before = subsets[model]["before"].get(task, {}).get(subset)
+            after = subsets[model]["after"].get(task, {}).get(subset)
+            cells += [_score(before), _score(after), _delta(before, after)]
+        lines.append(f"| {task} | {subset} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _test_table(tests: Sequence[Any], label_a: str, label_b: str) -> list[str]:
+    """Markdown rows of `paired_subsets`' tests, B vs A; `*` marks a significant delta."""
+    from harness.compare.report import format_p
+
+    lines = [
+        (
+            f"| task | subset | queries | {label_a} | {label_b} | delta ({label_b} - {label_a}) "
+            "| 95% CI | p | p (Holm) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for test in tests:
+        paired = test.paired
+        mark = " *" if test.significant else ""
+        lines.append(
+            f"| {test.task} | {test.subset} | {paired.n} | {paired.mean_a:.4f} | "
+            f"{paired.mean_b:.4f} | {paired.delta:+.4f}{mark} | "
+            f"[{paired.low:+.4f}, {paired.high:+.4f}] | {format_p(paired.p, PERMUTATIONS)} | "
+            f"{format_p(test.p_holm, PERMUTATIONS)} |"
+        )
+    return lines
+
+
+def significance_lines(
+    per_query: Mapping[str, Mapping[str, PerQuery | None]], out: Path
+) -> list[str]:
+    """The significance section: per model, after vs before; after training, every other model
+    vs the first. `per_query[model][stage]` is `read_per_query` of that evaluation (None: it
+    wrote no per-query files; the tests that need it are left out, said in one line)."""
+    models = list(per_query)
+    lines = [
+        "## Significance",
+        "",
+        (
+            "Per (task, subset), paired over its queries: ranx's Fisher randomization test "
+            f"(two-sided, {PERMUTATIONS} random swaps, seed {SEED}) and a 95% percentile-bootstrap "
+            "interval of the mean difference (scipy), by `harness.compare.significance`, on the "
+            "per-query nDCG@10 each evaluation wrote "
+            "(`harness/queries/<Task>/<split>/<subset>.ndcg_at_10.json`, each subset's mean "
+            "checked against mteb's score); p (Holm) corrects across the rows of one table, and "
+            f"`*` marks p (Holm) <= {ALPHA}."
+        ),
+        "",
+    ]
+    missing = [
+        f"{model} {stage} (`{repo_relative(stage_dir(out, model, stage))}/`)"
+        for model in models
+        for stage in ("before", "after")
+        if per_query[model][stage] is None
+    ]
+    if missing:
+        lines += [
+            f"No per-query files for {', '.join(missing)}: the tests that need them are left out.",
+            "",
+        ]
+    pairs = [
+        (f"{model}: after vs before training", "before", "after", stages["before"], stages["after"])
+        for model, stages in per_query.items()
+    ] + [
+        (
+            f"After training: {other} vs {models[0]}",
+            models[0],
+            other,
+            per_query[models[0]]["after"],
+            per_query[other]["after"],
+        )
+        for other in models[1:]
+    ]
+    for title, label_a, label_b, a, b in pairs:
+        if a is None or b is None:
+            continue
+        tests = paired_subsets(a, b)
+        lines += [f"### {title}", "", *_test_table(tests, label_a, label_b), ""]
+    return lines
+
+
+def _sources(
+    out: Path, record: Mapping[str, Any], config: str, per_subset: bool = False
+) -> list[str]:
+    """The report's last section: which file every number of it comes from (`per_subset`: the
+    report has the per-language and significance sections)."""
     where = repo_relative(out)
     lines = [
         "## Where the numbers come from",
@@ -199,6 +364,18 @@ def _sources(out: Path, record: Mapping[str, Any], config: str) -> list[str]:
                 lines.append(
                     f"  - {row['model']} {stage}: `{where / stage_dir}/` (not in this checkout)"
                 )
+    if per_subset:
+        lines += [
+            (
+                "- Per language: mteb's main score of each subset in the same files, copied into "
+                f"`{RECORD_FILE}` (`rows[].before_subsets` / `rows[].after_subsets`; read from the "
+                "files when the record predates those keys)."
+            ),
+            (
+                "- Significance: the per-query nDCG@10 files beside them "
+                "(`<variant>/<revision>/harness/queries/<Task>/<split>/<subset>.ndcg_at_10.json`)."
+            ),
+        ]
     lines += [
         (
             "- tau and the loss: each adapter's `train_summary.json` (`temperature`, `objective`) "
@@ -234,9 +411,13 @@ def render(
     summaries: Mapping[str, Mapping[str, Any]],
     setups: Mapping[str, Mapping[str, Any]],
     figures: Sequence[Any],
+    subsets: Mapping[str, Mapping[str, SubsetScores]] | None = None,
+    significance: Sequence[str] = (),
 ) -> str:
-    """Markdown report: scores before/after per task and model (with means), training settings and
-    trends, figures, every command as run, and where each number comes from."""
+    """Markdown report: scores before/after per task and model (with means), per (task, subset)
+    when `subsets` (`subset_scores`) is given, the `significance` section's lines, training
+    settings, what training spent and its trends, figures, every command as run, and where each
+    number comes from."""
     rows = record["rows"]
     models = [row["model"] for row in rows]
     settings = run_settings(record)
@@ -282,16 +463,22 @@ def render(
         after = sum(row["after"][t] for t in common) / len(common) if common else None
         means += [_score(before), _score(after), _delta(before, after)]
     lines += ["| **mean** | " + " | ".join(means) + " |", ""]
+    if subsets is not None:
+        lines += _subset_lines(subsets)
+    lines += list(significance)
+    spent = any(SPENT_KEYS & set(summary) for summary in summaries.values())
     lines += [
         "## Training",
         "",
         (
-            "| model | tau | train s | eval s (before / after) | held-out ranking loss, step 0 -> "
+            "| model | tau | train s | "
+            + ("steps (done / planned) | CPU s / budget | stopped by budget | " if spent else "")
+            + "eval s (before / after) | held-out ranking loss, step 0 -> "
             "last | "
             "ranking loss, first -> last quarter | query L0 | document L0 | query FLOPS | document "
             "FLOPS |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if spent else ""),
     ]
     for row in rows:
         log = logs.get(row["model"], [])
@@ -299,9 +486,12 @@ def render(
             _trend(log, key)
             for key in ("base_loss", "query_l0", "document_l0", "query_flops", "document_flops")
         )
+        spent_cells = (
+            _spent_cells(summaries[row["model"]], trained[row["model"]]["train"]) if spent else ""
+        )
         lines.append(
             f"| {row['model']} | {setups[row['model']]['temperature']} | "
-            f"{row['train_seconds']:.0f} | "
+            f"{row['train_seconds']:.0f} | {spent_cells}"
             f"{row['eval_seconds'][0]:.0f} / {row['eval_seconds'][1]:.0f} | {_held_out(log)} | "
             f"{trends} |"
         )
@@ -315,10 +505,12 @@ def render(
         ),
         "",
     ]
+    if spent:
+        lines += [SPENT_NOTE, ""]
     for figure in figures:
         lines += [f"![{figure.caption}]({figure.png.name})", "", f"*{figure.caption}*", ""]
     lines += ["## Commands", "", *[f"    {c}" for row in rows for c in row["commands"]], ""]
-    lines += _sources(out, record, settings["config"])
+    lines += _sources(out, record, settings["config"], subsets is not None)
     return "\n".join(lines)
 
 
@@ -349,6 +541,23 @@ def write_report(out: Path) -> str:
         for f in (plot_before_after(scores, out), plot_training_curves(logs, out))
         if f is not None
     ]
-    report = render(record, out, logs, trained, summaries, setups, figures)
+    subsets = subset_scores(record, out)
+    significance = (
+        []
+        if subsets is None
+        else significance_lines(
+            {
+                row["model"]: {
+                    stage: read_per_query(stage_dir(out, row["model"], stage))
+                    for stage in ("before", "after")
+                }
+                for row in record["rows"]
+            },
+            out,
+        )
+    )
+    report = render(
+        record, out, logs, trained, summaries, setups, figures, subsets, significance
+    )
     (out / REPORT_FILE).write_text(report, encoding="utf-8")
     return report
