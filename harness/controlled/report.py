@@ -294,8 +294,9 @@ def significance_lines(
             "interval of the mean difference (scipy), by `harness.compare.significance`, on the "
             "per-query nDCG@10 each evaluation wrote "
             "(`harness/queries/<Task>/<split>/<subset>.ndcg_at_10.json`, each subset's mean "
-            "checked against mteb's score); p (Holm) corrects across the rows of one table, and "
-            f"`*` marks p (Holm) <= {ALPHA}."
+            "checked against mteb's score, which it stores rounded to 5 decimals: the last digit "
+            "of a mean here can differ from the table above); p (Holm) corrects across the rows "
+            f"of one table, and `*` marks p (Holm) <= {ALPHA}."
         ),
         "",
     ]
