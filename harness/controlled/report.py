@@ -2,7 +2,10 @@
 (`controlled_run.json`), each adapter's training files and the evaluations' mteb result files.
 
 Reads the records of this app (`config`, `choices`) and those of the former
-`benchmarks/controlled_run.py` (`args`: its command-line flags) alike.
+`benchmarks/controlled_run.py` (`args`: its command-line flags) alike. A record of this app also
+gets a per-(task, subset) table and paired significance tests per subset, from the evaluations'
+result and per-query files (`harness.controlled.scores`); the former script's records render as
+they always did.
 """
 
 from __future__ import annotations
