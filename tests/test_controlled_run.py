@@ -615,3 +615,23 @@ def test_training_table_says_what_each_run_spent(tmp_path: Path) -> None:
     rule = next(line for line in training.splitlines() if line.startswith("|---"))
     assert header.count("|") == rule.count("|") == _row(training, "vocab").__len__() + 2
     assert "Steps done: the optimiser steps" in report
+
+
+def test_a_restarted_run_reuses_only_a_training_of_the_same_command(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from harness.controlled.__main__ import finished_training
+
+    cfg, choices = _controlled(tmp_path, "controlled.models=[splare_tiny]")
+    (p,) = plan(cfg, choices)
+    folder = REPO_ROOT / p.adapter
+    assert finished_training(p) is None  # nothing trained yet
+    composed = _app("train", p.commands["train"], "harness.train")
+    folder.mkdir(parents=True)
+    (folder / "train_config.yaml").write_text(OmegaConf.to_yaml(composed, resolve=True))
+    assert finished_training(p) is None  # killed before the end: no summary
+    (folder / "train_summary.json").write_text(json.dumps({"seconds": 12.5, "steps": 40}))
+    assert finished_training(p) == {"seconds": 12.5, "steps": 40}
+    composed.train.lr = 2 * composed.train.lr  # trained with other settings: trained again
+    (folder / "train_config.yaml").write_text(OmegaConf.to_yaml(composed, resolve=True))
+    assert finished_training(p) is None

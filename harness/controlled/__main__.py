@@ -46,6 +46,7 @@ from harness.controlled.plan import (
     RECORD_FILE,
     STAGES,
     ModelPlan,
+    compose_app,
     group_choices,
     plan,
     repo_relative,
@@ -73,13 +74,41 @@ def run_command(command: list[str], log: Path) -> float:
     return time.time() - start
 
 
+def finished_training(model_plan: ModelPlan) -> dict | None:
+    """`train_summary.json` of a training that this very command already finished in the adapter
+    folder (a killed controlled run restarted on the same `controlled.out`): its
+    `train_config.yaml` equals what the command composes, model, data and train sections alike.
+    None otherwise (no folder, a killed training, other settings)."""
+    folder = REPO_ROOT / model_plan.adapter
+    summary, config = folder / "train_summary.json", folder / "train_config.yaml"
+    if not summary.is_file() or not config.is_file():
+        return None
+    done = OmegaConf.load(config)
+    planned = compose_app("train", model_plan.commands["train"][3:])
+    for section in ("model", "data", "train"):
+        if OmegaConf.to_container(done[section], resolve=True) != OmegaConf.to_container(
+            planned[section], resolve=True
+        ):
+            return None
+    return json.loads(summary.read_text(encoding="utf-8"))
+
+
 def run_model(model_plan: ModelPlan, out: Path) -> dict:
-    """The three commands of one model, in order; its row of the record."""
-    seconds = {
-        stage: run_command(model_plan.commands[stage], out / f"{model_plan.model}_{stage}.log")
-        for stage in STAGES
-    }
+    """The three commands of one model, in order; its row of the record. A training this command
+    already finished is reused (its own seconds recorded); the evaluations resume by themselves
+    (`run.overwrite=only-missing`)."""
+    seconds = {}
+    reused = False
+    for stage in STAGES:
+        summary = finished_training(model_plan) if stage == "train" else None
+        if summary is not None:
+            print(f"reusing the finished training in {model_plan.adapter}", flush=True)
+            seconds[stage], reused = float(summary["seconds"]), True
+            continue
+        log = out / f"{model_plan.model}_{stage}.log"
+        seconds[stage] = run_command(model_plan.commands[stage], log)
     return {
+        "train_reused": reused,
         "model": model_plan.model,
         "adapter": model_plan.adapter.name,
         "before": read_scores(REPO_ROOT / model_plan.results["before"]),
