@@ -69,6 +69,38 @@ def test_maxscore_equals_brute_force_and_taat(integer):
     assert pruned.search(queries, 10).doc_idx[-2:].tolist() == [[-1] * 10, [-1] * 10]
 
 
+@pytest.mark.parametrize("window", [64, 8192])
+@pytest.mark.parametrize("integer", [True, False])
+def test_windowed_equals_brute_force_and_taat(integer, window, monkeypatch):
+    from harness.search import exact
+
+    monkeypatch.setattr(exact, "WINDOW", window)  # 64: many windows, sparse and dense ones
+    docs = skewed_csr(2500, 600, 30, seed=1, integer=integer)
+    queries = skewed_csr(80, 600, 12, seed=2, integer=integer)
+    empty = sp.csr_matrix((1, 600), dtype=np.float32)
+    queries = sp.vstack([queries, empty], format="csr")
+    queries.indices = queries.indices.astype(np.int32)
+    windowed = ExactIndex(docs, num_threads=1, pruning="windowed")
+    plain = ExactIndex(docs, num_threads=1, pruning="none")
+    for k in (1, 10, 3000):  # 3000 > number of documents
+        got, ref = windowed.search(queries, k), plain.search(queries, k)
+        np.testing.assert_array_equal(got.doc_idx, ref.doc_idx)  # bit-identical to TAAT
+        np.testing.assert_array_equal(got.scores, ref.scores)
+        if integer:  # integer sums are exact: ties resolved by row, no rounding
+            for q, exp in enumerate(brute_force_top_k(docs, queries, k)):
+                assert got.doc_idx[q][got.doc_idx[q] >= 0].tolist() == exp
+    assert windowed.search(queries, 10).doc_idx[-1].tolist() == [-1] * 10
+    # negative weights: no bounds are used, so no fallback
+    signed = docs.copy()
+    signed.data[::7] *= -1
+    index = ExactIndex(signed, num_threads=1, pruning="windowed")
+    assert index.pruning == "windowed"
+    top = index.search(queries, 5)
+    np.testing.assert_array_equal(
+        top.doc_idx, ExactIndex(signed, num_threads=1, pruning="none").search(queries, 5).doc_idx
+    )
+
+
 def test_maxscore_falls_back_on_negative_weights():
     docs = skewed_csr(300, 100, 10, seed=3, integer=True)
     docs.data[::7] *= -1

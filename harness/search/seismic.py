@@ -6,6 +6,12 @@ documents are added from integer ids in CSR layout; query components are strings
 `batch_search` does not keep the input order, so results are re-keyed by query id; document
 values are stored as float16, so scores differ slightly from exact ones.
 
+Component ids are renumbered to the dimensions that documents use (`[dim]` map, -1 for unused
+dimensions; query components there score 0 and are dropped): Seismic builds one posting list per
+dimension and pays a cost proportional to its `dim` for every list, and SAE latents leave many
+dimensions unused. Python's cyclic garbage collector is paused while results are collected:
+the per-query result tuples otherwise trigger full collections over the whole process heap.
+
 Threads: in pyseismic-lsr 0.5.4 the `num_threads` argument of `batch_search` (and of
 `build_from_dataset`) builds a Rayon pool and drops it at once, so the call runs on Rayon's
 global pool (every core, or `RAYON_NUM_THREADS`) whatever it says. One-thread search
@@ -15,6 +21,7 @@ thread; any other value uses `batch_search`.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sys
@@ -84,71 +91,98 @@ class SeismicIndex:
         self.n_docs, self.dim = (int(s) for s in docs.shape)
         began = time.perf_counter()
         self._index = None
+        #: Postings Seismic kept after its pruning (from its build report; 0 without documents).
+        self.kept_postings = 0
+        used = np.flatnonzero(np.bincount(docs.indices, minlength=self.dim))
+        #: `[dim]` Seismic's component id of each dimension, -1 where no document has it.
+        self.component = np.full(self.dim, -1, dtype=np.int64)
+        self.component[used] = np.arange(len(used))
         if docs.nnz:
-            dataset = seismic.SeismicDatasetLV(dim=self.dim)
+            dataset = seismic.SeismicDatasetLV(dim=len(used))
             dataset.add_documents_by_id(
                 [str(i) for i in range(self.n_docs)],
-                docs.indices.astype(np.int64),
+                self.component[docs.indices],
                 docs.data.astype(np.float32, copy=False),
                 docs.indptr.astype(np.int64),
             )
-            self._index = seismic.SeismicIndexLV.build_from_dataset(
-                dataset,
-                n_postings=n_postings,
-                centroid_fraction=centroid_fraction,
-                min_cluster_size=min_cluster_size,
-                summary_energy=summary_energy,
-                max_fraction=max_fraction,
-                doc_cut=doc_cut,
-                num_threads=num_threads,
+            built = {}
+            report = _captured_stdout(
+                lambda: built.setdefault(
+                    "index",
+                    seismic.SeismicIndexLV.build_from_dataset(
+                        dataset,
+                        n_postings=n_postings,
+                        centroid_fraction=centroid_fraction,
+                        min_cluster_size=min_cluster_size,
+                        summary_energy=summary_energy,
+                        max_fraction=max_fraction,
+                        doc_cut=doc_cut,
+                        num_threads=num_threads,
+                    ),
+                )
             )
+            self._index = built["index"]
+            lists = re.search(r"Number of posting lists:\s*(\d+)", report)
+            mean = re.search(r"Avg posting list length:\s*([\d.]+)", report)
+            if lists and mean:
+                self.kept_postings = round(int(lists.group(1)) * float(mean.group(1)))
         self.build_seconds = time.perf_counter() - began
 
     @property
     def nbytes(self) -> int:
-        """Seismic's own estimate of the index memory (forward index, postings, summaries)."""
+        """Seismic's own estimate of the index memory (forward index, postings, summaries), plus the
+        component map."""
         if self._index is None:
             return 0
         report = _captured_stdout(self._index.print_space_usage_byte)
         match = re.search(r"Total:\s*(\d+)\s*Bytes", report)
         if match is None:
             raise RuntimeError(f"unexpected Seismic space report: {report!r}")
-        return int(match.group(1))
+        return int(match.group(1)) + self.component.nbytes
 
     def search(self, queries: sp.csr_matrix, k: int) -> TopK:
         """Approximate top-k of every query row of `queries` `[n_queries, dim]` (empty rows: none)."""
         result = TopK.allocate(queries, k, self.dim, self.n_docs)
         doc_idx, scores = result.doc_idx, result.scores
         k = scores.shape[1]
-        rows = np.flatnonzero(np.diff(queries.indptr))
-        if self._index is None or len(rows) == 0:
+        if self._index is None or queries.nnz == 0:
             return result
-        # one vectorised conversion: component ids as Seismic's fixed-width strings
-        components = np.split(queries.indices.astype(self._string), queries.indptr[1:-1])
-        values = np.split(queries.data.astype(np.float32, copy=False), queries.indptr[1:-1])
+        # keep the components documents have; one vectorised conversion to Seismic's strings
+        mapped = self.component[queries.indices]
+        keep = mapped >= 0
+        indptr = np.concatenate([[0], np.cumsum(keep)])[queries.indptr]
+        rows = np.flatnonzero(np.diff(indptr))
+        components = np.split(mapped[keep].astype(self._string), indptr[1:-1])
+        values = np.split(queries.data[keep].astype(np.float32, copy=False), indptr[1:-1])
         ids = rows.astype(self._string)
-        if self.num_threads == 1:
-            results = [
-                self._index.search(
-                    ids[i],
-                    components[r],
-                    values[r],
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            if self.num_threads == 1:
+                results = [
+                    self._index.search(
+                        ids[i],
+                        components[r],
+                        values[r],
+                        k,
+                        query_cut=self.query_cut,
+                        heap_factor=self.heap_factor,
+                    )
+                    for i, r in enumerate(rows)
+                ]
+            else:
+                results = self._index.batch_search(
+                    ids,
+                    [components[r] for r in rows],
+                    [values[r] for r in rows],
                     k,
                     query_cut=self.query_cut,
                     heap_factor=self.heap_factor,
+                    num_threads=self.num_threads,
                 )
-                for i, r in enumerate(rows)
-            ]
-        else:
-            results = self._index.batch_search(
-                ids,
-                [components[r] for r in rows],
-                [values[r] for r in rows],
-                k,
-                query_cut=self.query_cut,
-                heap_factor=self.heap_factor,
-                num_threads=self.num_threads,
-            )
+        finally:
+            if collecting:
+                gc.enable()
         for hits in results:
             if not hits:
                 continue
