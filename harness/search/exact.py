@@ -439,6 +439,8 @@ def _window_kernel(
     offsets,
     doc_ids,
     weights,
+    dense_row,
+    dense,
     n_docs,
     k,
     window,
@@ -450,9 +452,9 @@ def _window_kernel(
     out_d/out_s [n_queries, k].
 
     For each window, every query term adds its postings that fall in the window (its posting list
-    is sorted by document, so they form one contiguous run, found by binary search) into a
-    `[window]` float32 accumulator that stays in the CPU cache, instead of scattering over an
-    `[n_docs]` one. Scores are summed in increasing term order, as `_search_kernel` sums them, so
+    is sorted by document, so they form one contiguous run, found by binary search), or the
+    window's slice of its dense row, into a `[window]` float32 accumulator that stays in the CPU
+    cache, instead of scattering over an `[n_docs]` one. Scores are summed in increasing term order, as `_search_kernel` sums them, so
     scores and ties are bit-identical to it; the window's documents with a non-zero score then
     enter a k-min-heap in increasing row order (ties: the lower row wins). A window that receives
     fewer than window / DENSE_FRACTION postings keeps a list of the documents it touched instead
@@ -486,13 +488,20 @@ def _window_kernel(
                     term = q_indices[lo + i]
                     ends[i] = _first_at_least(doc_ids, cursor[i], offsets[term + 1], stop)
                     n_in += ends[i] - cursor[i]
+                    if dense_row[term] >= 0:
+                        n_in += stop - start
                 if n_in == 0:
                     continue
                 sparse = n_in * DENSE_FRACTION < stop - start
                 n_touched = 0
                 for i in range(m):
                     w = q_data[lo + i]
-                    if sparse:
+                    row = dense_row[q_indices[lo + i]]
+                    if row >= 0:  # only in a dense window (it counts every document)
+                        values = dense[row]
+                        for d in range(stop - start):
+                            acc[d] += w * values[start + d]
+                    elif sparse:
                         for e in range(cursor[i], ends[i]):
                             slot = doc_ids[e] - start
                             if seen[slot] == 0:
@@ -609,8 +618,8 @@ class ExactIndex:
     `[dim]`, and the document rows themselves as a forward index); it needs non-negative
     document weights and uses the plain kernel for a query batch with a negative weight.
     `pruning="windowed"`: the same results, bit for bit, term-at-a-time over windows of WINDOW
-    documents (`_window_kernel`: posting lists `[nnz]` only, no dense rows), so the score
-    accumulator stays in the CPU cache; no document is skipped, any sign of weights.
+    documents (`_window_kernel`, same posting lists and dense rows as the plain kernel), so the
+    score accumulator stays in the CPU cache; no document is skipped, any sign of weights.
     `pruning=None` takes the configured default (`conf/search/exact.yaml`).
     """
 
@@ -634,12 +643,12 @@ class ExactIndex:
         csc = docs.tocsc()
         csc.sort_indices()
         df = np.diff(csc.indptr)
-        dense_fraction = DENSE_TERM_FRACTION if pruning == "none" else 0
+        dense_fraction = 0 if pruning == "maxscore" else DENSE_TERM_FRACTION
         frequent = np.flatnonzero(df * dense_fraction > self.n_docs)
         #: `[dim]` row of each term in `dense`, -1 for terms kept as posting lists.
         self.dense_row = np.full(self.dim, -1, dtype=np.int32)
         self.dense_row[frequent] = np.arange(len(frequent), dtype=np.int32)
-        #: `[n_frequent_terms, n_docs]` weights of the frequent terms (plain kernel only).
+        #: `[n_frequent_terms, n_docs]` weights of the frequent terms (plain and windowed kernels).
         self.dense = np.zeros((len(frequent), self.n_docs), dtype=np.float32)
         for row, term in enumerate(frequent):
             span = slice(csc.indptr[term], csc.indptr[term + 1])
@@ -699,8 +708,8 @@ class ExactIndex:
                 if self.pruning == "windowed":
                     _window_kernel(
                         batch.indptr, batch.indices, batch.data,
-                        self.offsets, self.doc_ids, self.weights,
-                        self.n_docs, k, WINDOW, blocks, *out,
+                        self.offsets, self.doc_ids, self.weights, self.dense_row, self.dense,
+                        self.n_docs, k, min(WINDOW, max(self.n_docs, 1)), blocks, *out,
                     )  # fmt: skip
                     continue
                 _search_kernel(
