@@ -498,9 +498,9 @@ def _window_kernel(
                     w = q_data[lo + i]
                     row = dense_row[q_indices[lo + i]]
                     if row >= 0:  # only in a dense window (it counts every document)
-                        values = dense[row]
+                        values = dense[row, start:stop]
                         for d in range(stop - start):
-                            acc[d] += w * values[start + d]
+                            acc[d] += w * values[d]
                     elif sparse:
                         for e in range(cursor[i], ends[i]):
                             slot = doc_ids[e] - start
