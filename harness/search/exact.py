@@ -25,8 +25,8 @@ DENSE_FRACTION = 4
 #: A term in more than n_docs / DENSE_TERM_FRACTION documents is stored as a dense row.
 DENSE_TERM_FRACTION = 4
 #: Documents per window of `pruning="windowed"`: a 512 KiB float32 accumulator, within a core's
-#: L2 cache here (2 MiB); measured best of 16k-256k on 1M SPLARE-shaped documents (1.27x TAAT),
-#: 0.95x TAAT at 200k (results/bench/search.md has the same-run figures).
+#: L2 cache here (2 MiB); the fastest of 16k-256k tried on 1M SPLARE-shaped documents. Its speed
+#: against term-at-a-time is in results/bench/search.md.
 WINDOW = 131072
 
 
