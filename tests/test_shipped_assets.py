@@ -92,14 +92,15 @@ def test_the_repository_ships_the_sae_its_adapters_were_trained_with():
             assert info["sae_weights_sha256"] == sae
 
 
-def test_the_shipped_adapter_is_applied_by_the_trained_config():
+@pytest.mark.parametrize("base", ["splare_tiny", "splade_tiny_llm"])
+def test_the_shipped_adapter_is_applied_by_the_trained_config(base):
     from harness.config import compose_config
 
     texts = ["Wann wurde die Universität gegründet?", "The river floods every spring."]
     vectors = {}
-    for config in ("splare_tiny", "splare_tiny_trained"):
+    for config in (base, f"{base}_trained"):
         cfg = compose_config([f"model={config}"]).model
         vectors[config] = models.build_encoder(cfg).encode_document(texts, convert_to_tensor=True).to_dense()
-    zero_shot, trained = vectors["splare_tiny"], vectors["splare_tiny_trained"]
+    zero_shot, trained = vectors[base], vectors[f"{base}_trained"]
     assert zero_shot.shape == trained.shape
     assert not torch.allclose(zero_shot, trained, atol=1e-3)
