@@ -20,10 +20,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from models.embedded import MANIFEST
 from models.paths import cache_dir
 
-#: Files that never change a number (lock files, HF download metadata, OS litter).
-IGNORED_PARTS = (".cache", ".git", "__pycache__", ".DS_Store", ".locks")
+#: Files that never change a number (lock files, HF download metadata, OS litter, and the
+#: manifest of a prepared embedded asset: its build time and date differ from machine to machine).
+IGNORED_PARTS = (".cache", ".git", "__pycache__", ".DS_Store", ".locks", MANIFEST)
 #: Packages whose version changes what an encoder computes.
 ENCODE_PACKAGES = ("torch", "transformers", "sentence-transformers", "sae-lens", "peft")
 #: The modules of the encoding path (models/ only): their source is part of every encoding key.

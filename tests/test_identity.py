@@ -158,6 +158,9 @@ def test_folder_digest_ignores_download_metadata(tmp_path):
     (folder / ".cache").mkdir()
     (folder / ".cache" / "x.lock").write_text("lock")
     assert identity.folder_digest(folder) == before
+    # an embedded asset prepared on another machine: same files, another manifest (date, seconds)
+    (folder / "embedded_manifest.json").write_text('{"created": "2026-12-03T09:16:23+0000"}')
+    assert identity.folder_digest(folder) == before
     shutil.copy(folder / "config.json", folder / "generation_config.json")
     assert identity.folder_digest(folder) != before
 
