@@ -376,6 +376,13 @@ def test_different_training_settings_are_reported(tmp_path: Path) -> None:
     )
 
 
+def _without_p_values(report: str) -> str:
+    """The report with the two p-value cells of every significance row blanked: ranx's
+    randomization test draws its permutations in parallel numba threads, so a re-run can move a
+    p-value by one permutation (0.0001 vs <1e-04) even with the seed fixed."""
+    return re.sub(r"(\| \[[^]|]*\] )\| [^|]* \| [^|]* \|$", r"\1| p | p |", report, flags=re.MULTILINE)
+
+
 @pytest.mark.parametrize(
     "run", sorted(p.name for p in COMMITTED.iterdir() if (p / "controlled_run.json").is_file())
 )
@@ -390,10 +397,9 @@ def test_committed_reports_are_what_the_app_writes(run: str, tmp_path: Path) -> 
     )
     regenerated = write_report(copy)
     record = json.loads((copy / "controlled_run.json").read_text())
-    assert (
+    assert _without_p_values(
         regenerated.replace(str(repo_relative(copy)), f"results/controlled/{run}")
-        == (COMMITTED / run / "controlled_run.md").read_text()
-    )
+    ) == _without_p_values((COMMITTED / run / "controlled_run.md").read_text())
     if "args" in record:
         assert "the command's flags, recorded in `controlled_run.json` (`args`)" in regenerated
         assert "## Per language" not in regenerated and "## Significance" not in regenerated
