@@ -79,6 +79,30 @@ def _sift_down(heap_s, heap_d, size, pos):  # pragma: no cover
             return
 
 
+@numba.njit(inline="always")
+def _offer(heap_s, heap_d, size, k, score, doc):  # pragma: no cover
+    """Offer (score, doc) to the size-`size` min-heap of capacity k (worst at the root, tie rule
+    of `_worse`); returns the new size."""
+    if size < k:
+        pos = size
+        heap_s[pos] = score
+        heap_d[pos] = doc
+        size += 1
+        while pos > 0:  # sift up
+            parent = (pos - 1) // 2
+            if _worse(heap_s[pos], heap_d[pos], heap_s[parent], heap_d[parent]):
+                heap_s[pos], heap_s[parent] = heap_s[parent], heap_s[pos]
+                heap_d[pos], heap_d[parent] = heap_d[parent], heap_d[pos]
+                pos = parent
+            else:
+                break
+    elif _worse(heap_s[0], heap_d[0], score, doc):
+        heap_s[0] = score
+        heap_d[0] = doc
+        _sift_down(heap_s, heap_d, size, 0)
+    return size
+
+
 @numba.njit(cache=True)
 def _select_top_k(acc, candidates, n_candidates, k, out_d, out_s):  # pragma: no cover
     """Write the k best non-zero-score candidates to out_d/out_s [k], best first; rest untouched."""
@@ -90,24 +114,7 @@ def _select_top_k(acc, candidates, n_candidates, k, out_d, out_s):  # pragma: no
         score = acc[doc]
         if score == 0:
             continue
-        if size < k:
-            # Sift up into the min-heap.
-            pos = size
-            heap_s[pos] = score
-            heap_d[pos] = doc
-            size += 1
-            while pos > 0:
-                parent = (pos - 1) // 2
-                if _worse(heap_s[pos], heap_d[pos], heap_s[parent], heap_d[parent]):
-                    heap_s[pos], heap_s[parent] = heap_s[parent], heap_s[pos]
-                    heap_d[pos], heap_d[parent] = heap_d[parent], heap_d[pos]
-                    pos = parent
-                else:
-                    break
-        elif _worse(heap_s[0], heap_d[0], score, doc):
-            heap_s[0] = score
-            heap_d[0] = doc
-            _sift_down(heap_s, heap_d, size, 0)
+        size = _offer(heap_s, heap_d, size, k, score, doc)
     # Pop the worst first into the back of the output: the result is best first.
     while size > 0:
         size -= 1
@@ -524,23 +531,7 @@ def _window_kernel(
                         continue
                     acc[slot] = 0.0
                     doc = start + slot
-                    if size < k:
-                        pos = size
-                        heap_s[pos] = score
-                        heap_d[pos] = doc
-                        size += 1
-                        while pos > 0:
-                            parent = (pos - 1) // 2
-                            if _worse(heap_s[pos], heap_d[pos], heap_s[parent], heap_d[parent]):
-                                heap_s[pos], heap_s[parent] = heap_s[parent], heap_s[pos]
-                                heap_d[pos], heap_d[parent] = heap_d[parent], heap_d[pos]
-                                pos = parent
-                            else:
-                                break
-                    elif _worse(heap_s[0], heap_d[0], score, doc):
-                        heap_s[0] = score
-                        heap_d[0] = doc
-                        _sift_down(heap_s, heap_d, size, 0)
+                    size = _offer(heap_s, heap_d, size, k, score, doc)
                 if sparse:
                     for t in range(n_touched):
                         seen[touched[t]] = 0
