@@ -102,6 +102,60 @@ def test_windowed_equals_brute_force_and_taat(integer, window, monkeypatch):
     )
 
 
+
+@pytest.mark.parametrize("k", [1, 7, 10, 64])
+def test_block_max_scan_equals_offering_every_score(k):
+    """The windowed kernel's selection skips blocks; its heap must be the one offering all gives,
+    with ties (equal scores straddling block edges and the floor), zeros and negative scores."""
+    from harness.search import exact
+
+    rng = np.random.default_rng(k)
+    for n in (1, 15, 16, 17, 255, 4096, 5000):
+        for signed in (False, True):
+            acc = rng.integers(0, 6, n).astype(np.float32)  # small integers: many exact ties
+            acc[rng.random(n) < 0.3] = 0.0
+            if signed:
+                acc[rng.random(n) < 0.3] *= -1
+            maxima = np.empty(n // exact.SELECT_BLOCK + n // exact.SELECT_BLOCK**2 + 2, np.float32)
+            heaps = []
+            for scan in (True, False):
+                heap_s, heap_d = np.empty(k, np.float32), np.empty(k, np.int32)
+                size = 0
+                # a heap already holding results of an earlier window (rows below `start`)
+                for doc, score in ((0, 3.0), (1, 5.0)):
+                    size = exact._offer(heap_s, heap_d, size, k, np.float32(score), doc)
+                if scan:
+                    size = exact._scan_block_max(acc, 100, n, k, heap_s, heap_d, size, maxima)
+                else:
+                    for t in range(n):
+                        if acc[t] != 0:
+                            size = exact._offer(heap_s, heap_d, size, k, acc[t], 100 + t)
+                order = np.lexsort((heap_d[:size], -heap_s[:size]))
+                heaps.append((heap_d[:size][order].tolist(), heap_s[:size][order].tolist()))
+            assert heaps[0] == heaps[1], (n, signed)
+
+
+def test_windowed_ties_across_many_dense_windows(monkeypatch):
+    """Integer weights over few terms: thousands of equal scores, resolved by row across windows
+    whose top-level block maxima set a floor."""
+    from harness.search import exact
+
+    monkeypatch.setattr(exact, "WINDOW", 4096)  # 256 blocks, 16 top-level blocks a window
+    rng = np.random.default_rng(11)
+    n, dim = 30_000, 40
+    rows = np.repeat(np.arange(n), 3)
+    docs = sp.csr_matrix((rng.integers(1, 3, 3 * n).astype(np.float32),
+                          (rows, rng.integers(0, dim, 3 * n))), shape=(n, dim))  # fmt: skip
+    docs.sum_duplicates()
+    docs.indices = docs.indices.astype(np.int32)
+    queries = sp.csr_matrix(rng.integers(0, 2, (25, dim)).astype(np.float32))
+    queries.indices = queries.indices.astype(np.int32)
+    index = ExactIndex(docs, num_threads=1, pruning="windowed")
+    for k in (1, 10, 200):
+        got = index.search(queries, k)
+        for q, exp in enumerate(brute_force_top_k(docs, queries, k)):
+            assert got.doc_idx[q][got.doc_idx[q] >= 0].tolist() == exp
+
 def test_maxscore_falls_back_on_negative_weights():
     docs = skewed_csr(300, 100, 10, seed=3, integer=True)
     docs.data[::7] *= -1

@@ -86,7 +86,9 @@ def test_top_k_rows_keeps_exactly_the_k_largest():
         top_k_rows(m, -1)
 
 
-@pytest.mark.parametrize(("threads", "pruning"), [(1, "none"), (2, "none"), (2, "maxscore")])
+@pytest.mark.parametrize(
+    ("threads", "pruning"), [(1, "none"), (2, "none"), (2, "maxscore"), (2, "windowed")]
+)
 def test_exact_index_equals_dense_dot_product(threads, pruning):
     rng = np.random.default_rng(4)
     docs = random_csr(3000, 800, 25, seed=5)
@@ -117,7 +119,7 @@ def test_exact_index_equals_dense_dot_product(threads, pruning):
             assert got == ref
             np.testing.assert_allclose(top.scores[q, : len(got)], scores[q, got], rtol=1e-6)
     assert index.search(queries, 10).doc_idx[-1].tolist() == [-1] * 10
-    if pruning == "none":
+    if pruning in ("none", "windowed"):
         assert index.dense.shape == (4, 3000)  # both code paths ran
     # O(nnz) (postings, plus the forward rows for MaxScore), never O(n_docs x dim)
     assert index.nbytes <= 2 * docs.nnz * 8 + (3000 + 1) * 8 + (800 + 1) * 16

@@ -24,10 +24,13 @@ QUERY_BATCH = 4096
 DENSE_FRACTION = 4
 #: A term in more than n_docs / DENSE_TERM_FRACTION documents is stored as a dense row.
 DENSE_TERM_FRACTION = 4
-#: Documents per window of `pruning="windowed"`: a 512 KiB float32 accumulator, within a core's
-#: L2 cache here (2 MiB); the fastest of 16k-256k tried on 1M SPLARE-shaped documents. Its speed
-#: against term-at-a-time is in results/bench/search.md.
-WINDOW = 131072
+#: Documents per window of `pruning="windowed"`: a 1 MiB float32 accumulator, half a core's L2
+#: cache here (2 MiB); the fastest of 4k-512k tried at 200k and 1M SPLARE-shaped documents. Its
+#: speed against term-at-a-time is in results/bench/search.md.
+WINDOW = 262144
+#: Accumulator slots per block of the windowed kernel's top-k scan (`_scan_block_max`); 16
+#: float32 (one 64-byte line) was the fastest of 16-256 on 200k SPLARE-shaped documents.
+SELECT_BLOCK = 16
 
 
 @dataclass
@@ -102,6 +105,58 @@ def _offer(heap_s, heap_d, size, k, score, doc):  # pragma: no cover
         _sift_down(heap_s, heap_d, size, 0)
     return size
 
+
+@numba.njit(fastmath={"nnan", "ninf", "nsz"}, inline="always")
+def _block_maxima(values, n, out):  # pragma: no cover
+    """out[b] = max(values[b * SELECT_BLOCK : (b + 1) * SELECT_BLOCK] within values[:n]);
+    returns the number of blocks. A maximum is exact in any order of comparison (the fastmath
+    flags only let LLVM vectorise it); scores are finite."""
+    n_blocks = (n + SELECT_BLOCK - 1) // SELECT_BLOCK
+    for b in range(n_blocks):
+        base = b * SELECT_BLOCK
+        top = values[base]
+        if base + SELECT_BLOCK <= n:
+            for t in range(base + 1, base + SELECT_BLOCK):  # fixed trip count: unrolled
+                v = values[t]
+                top = v if v > top else top  # noqa: FURB136 (the measured, vectorised form)
+        else:
+            for t in range(base + 1, n):
+                v = values[t]
+                top = v if v > top else top  # noqa: FURB136 (the measured, vectorised form)
+        out[b] = top
+    return n_blocks
+
+
+@numba.njit(inline="always")
+def _scan_block_max(acc, start, n, k, heap_s, heap_d, size, maxima):  # pragma: no cover
+    """Offer the non-zero scores of acc[:n] (documents start..start+n-1) to the k-min-heap of
+    `size` entries, in increasing row order; returns the new size. `maxima` is scratch of at
+    least n / SELECT_BLOCK + n / SELECT_BLOCK**2 + 2 slots.
+
+    The result equals offering every slot. Block maxima are taken at two levels (blocks of
+    SELECT_BLOCK slots, then of SELECT_BLOCK blocks). If the k-th largest top-level maximum
+    `floor` is positive, at least k documents score >= floor > 0, so a score below it cannot be
+    in the top k. Once the heap is full, a block whose maximum does not exceed the heap's worst
+    cannot enter either: every document offered later has a higher row and loses a tie
+    (`_worse`). Cost: two vectorised passes over acc[:n], a partition of n / SELECT_BLOCK**2
+    maxima, then heap offers for the few blocks that pass.
+    """
+    n_low = _block_maxima(acc, n, maxima)
+    n_top = _block_maxima(maxima, n_low, maxima[n_low:])
+    floor = -np.inf
+    if n_top > k:
+        kth = np.partition(maxima[n_low : n_low + n_top], n_top - k)[n_top - k]
+        if kth > 0:
+            floor = kth
+    for b in range(n_low):
+        top = maxima[b]
+        if top < floor or (size == k and top <= heap_s[0]):
+            continue
+        for t in range(b * SELECT_BLOCK, min(b * SELECT_BLOCK + SELECT_BLOCK, n)):
+            score = acc[t]
+            if score != 0 and score >= floor:
+                size = _offer(heap_s, heap_d, size, k, score, start + t)
+    return size
 
 @numba.njit(cache=True)
 def _select_top_k(acc, candidates, n_candidates, k, out_d, out_s):  # pragma: no cover
@@ -463,9 +518,9 @@ def _window_kernel(
     window's slice of its dense row, into a `[window]` float32 accumulator that stays in the CPU
     cache, instead of scattering over an `[n_docs]` one. Scores are summed in increasing term order, as `_search_kernel` sums them, so
     scores and ties are bit-identical to it; the window's documents with a non-zero score then
-    enter a k-min-heap in increasing row order (ties: the lower row wins). A window that receives
-    fewer than window / DENSE_FRACTION postings keeps a list of the documents it touched instead
-    of scanning its accumulator. Memory per worker: O(window + k + terms of the query). Any sign
+    enter a k-min-heap in increasing row order (ties: the lower row wins), skipping blocks that
+    cannot enter it (`_scan_block_max`). A window that receives fewer than window / DENSE_FRACTION
+    postings keeps a list of the documents it touched instead of scanning its accumulator. Memory per worker: O(window + k + terms of the query). Any sign
     of weights.
     """
     n_queries = len(q_indptr) - 1
@@ -480,6 +535,7 @@ def _window_kernel(
         ends = np.empty(max_terms, dtype=np.int64)
         heap_s = np.empty(k, dtype=np.float32)
         heap_d = np.empty(k, dtype=np.int32)
+        maxima = np.empty(window // SELECT_BLOCK + window // SELECT_BLOCK**2 + 2, dtype=np.float32)
         for q in range(block, n_queries, n_blocks):
             lo, hi = q_indptr[q], q_indptr[q + 1]
             m = hi - lo
@@ -520,21 +576,20 @@ def _window_kernel(
                         for e in range(cursor[i], ends[i]):
                             acc[doc_ids[e] - start] += w * weights[e]
                     cursor[i] = ends[i]
-                if sparse:
-                    # increasing row order, as the dense scan below visits them
-                    touched[:n_touched].sort()
-                n_scan = n_touched if sparse else stop - start
-                for t in range(n_scan):
-                    slot = touched[t] if sparse else t
+                if not sparse:
+                    size = _scan_block_max(
+                        acc, start, stop - start, k, heap_s, heap_d, size, maxima
+                    )
+                    acc[: stop - start] = 0.0
+                    continue
+                touched[:n_touched].sort()  # increasing row order, as the dense scan visits them
+                for t in range(n_touched):
+                    slot = touched[t]
                     score = acc[slot]
-                    if score == 0:
-                        continue
                     acc[slot] = 0.0
-                    doc = start + slot
-                    size = _offer(heap_s, heap_d, size, k, score, doc)
-                if sparse:
-                    for t in range(n_touched):
-                        seen[touched[t]] = 0
+                    seen[slot] = 0
+                    if score != 0:
+                        size = _offer(heap_s, heap_d, size, k, score, start + slot)
             # pop the worst first into the back of the output: the result is best first
             while size > 0:
                 size -= 1
