@@ -31,8 +31,15 @@ from harness.reports.leaderboard import (
     leaderboard_table,
     load_leaderboard,
 )
-from harness.reports.reference import REFERENCE_CSV, SHARED_CSV, load_reference, transcribe
+from harness.reports.reference import (
+    REFERENCE_CSV,
+    SHARED_CSV,
+    load_paper_efficiency,
+    load_reference,
+    transcribe,
+)
 from harness.reports.render import latex_escape, to_latex
+from harness.reports.search_cost import search_cost_table
 from harness.reports.variants import Variant, paper_counterpart, paper_family, top_k_label
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
@@ -266,6 +273,130 @@ def test_paper_tables_delta_on_runner_output(runs, reference):
     assert all(r[2].text == "paper, Table 1" for r in table1.rows)  # no MTEB task was measured
 
 
+# efficiency ----------------------------------------------------------------------------------
+
+#: Hand-written `<Task>.efficiency.json` files: the search layer's shape (entries with `top_k` and
+#: `encode`) for one task, a flat record without `index_bytes` for the other.
+EFFICIENCY = {
+    EMBEDDED: {"entries": [
+        {"subset": "en", "backend": "exact", "top_k": {"query": 40, "document": 400}, "avg_nnz_query": 10,
+         "avg_nnz_document": 100, "flops": 2.0, "search_ms_per_query": 1.0, "index_bytes": 2 ** 20,
+         "encode": {"documents": {"tokens": 1000, "seconds": 2.0}, "queries": {"tokens": 200, "seconds": 0.4}}},
+        {"subset": "de", "backend": "exact", "top_k": {"query": 40, "document": 400}, "avg_nnz_query": 30,
+         "avg_nnz_document": 300, "flops": 4.0, "search_ms_per_query": 3.0, "index_bytes": 3 * 2 ** 20,
+         "encode": {"documents": {"tokens": 800, "seconds": 1.0}, "queries": {"tokens": 100, "seconds": 0.2}}},
+    ]},
+    XQUAD: {"backend": "exact", "top_k_query": 40, "top_k_document": 400, "avg_nnz_query": 40,
+            "avg_nnz_document": 400, "flops": 5.0, "search_ms_per_query": 4.0, "encode_tokens_per_s": 1000},
+}
+
+
+def test_efficiency_table_is_the_mean_of_the_efficiency_files(runs, tmp_path):
+    source = by_config(runs, "splade_tiny", top_k_document=400).folder
+    target = tmp_path / "results" / source.parent.name / source.name
+    shutil.copytree(source, target)
+    for task, data in EFFICIENCY.items():
+        (target / "harness" / f"{task}.efficiency.json").write_text(json.dumps(data))
+    (run,) = load_measured(tmp_path)
+    table = T.efficiency_table([run])
+    row = _row(table, run.label)
+    embedded_tok_s = (1200 / 2.4 + 900 / 1.2) / 2  # per subset: all tokens over all seconds
+    expected = {"nnz query": (20 + 40) / 2, "nnz document": (200 + 400) / 2, "FLOPS": (3 + 5) / 2,
+                "Search ms/query": (2 + 4) / 2, "Encode tok/s": (embedded_tok_s + 1000) / 2}
+    for column, value in expected.items():
+        assert row[column].value == pytest.approx(value), column
+        assert T.PARTIAL not in row[column].marks
+    assert row["Index MiB"].value == pytest.approx(2.0)  # only EMBEDDED has index_bytes: (1 + 3) / 2
+    assert T.PARTIAL in row["Index MiB"].marks
+    assert any(f"1/2 tasks (missing: {XQUAD})" in n for n in table.notes)
+    assert (row["Backend"].text, row["Top-k (q/d)"].text, row["Tasks"].text) == ("exact", "40/400", "2")
+    assert row["Search ms/query"].display().startswith("3.000")
+    assert any(f"`{run.records[-1].command}`" in n for n in table.notes)  # where the numbers came from
+
+
+def test_efficiency_table_lists_only_runs_with_efficiency_files(runs):
+    table = T.efficiency_table(runs)
+    labels = [r[0].text for r in table.rows]
+    assert by_config(runs, "bm25").label not in labels and len(labels) == len(runs) - 1
+    splade = by_config(runs, "splade_tiny", top_k_document=400)
+    mean_ms = sum(splade.efficiency[t]["search_ms_per_query"] for t in (EMBEDDED, XQUAD)) / 2
+    assert _row(table, splade.label)["Search ms/query"].value == pytest.approx(mean_ms)
+    assert T.efficiency_table([by_config(runs, "bm25")]) is None
+
+
+#: A hand-written `search.json`: one kernel the report names, one it does not know, one model
+#: without a profile (unknown top-k) and a non-kernel key beside the kernels.
+BENCH = {
+    "command": "python benchmarks/bench_search.py --compare-docs 1000",
+    "profiles": {"splare_tiny": {"top_k": {"document": 400, "query": 40}}},
+    "latent_vs_vocabulary": {
+        "splare_tiny": {"docs": 1000, "dim": 131072, "avg_nnz_doc": 390.5, "avg_nnz_query": 37.0, "flops": 1.25,
+                        "postings_per_query": 2500.0, "taat": {"cpu_ms_per_query": 0.5, "ms_per_query": 0.6},
+                        "taat_speedup": 1.0, "future_kernel": {"cpu_ms_per_query": 0.25}},
+        "splade_tiny_llm": {"docs": 1000, "dim": 262144, "avg_nnz_doc": 392.0, "avg_nnz_query": 38.0,
+                            "flops": 9.5, "postings_per_query": 19000.0, "windowed": {"cpu_ms_per_query": 0.75}},
+    },
+}
+
+
+def _bench(folder: Path) -> Path:
+    path = folder / "search.json"
+    path.write_text(json.dumps(BENCH))
+    return path
+
+
+def test_search_cost_table_reads_the_bench_json(tmp_path):
+    paper = load_paper_efficiency()
+    table = search_cost_table(_bench(tmp_path), paper)
+    rows = [(r[0].text, r[3].text) for r in table.rows]
+    assert rows == [("splare_tiny", "exact, term-at-a-time"), ("splare_tiny", "future_kernel"),
+                    ("splade_tiny_llm", "exact, windowed term-at-a-time"),
+                    ("SPLARE-7B", "Seismic, single thread, MS MARCO")]
+    taat = _row(table, "splare_tiny", "latent", "measured", "exact, term-at-a-time")
+    assert [taat[c].value for c in ("Docs", "Dim", "nnz document", "nnz query", "FLOPS", "Postings/query",
+                                    "ms/query")] == [1000, 131072, 390.5, 37.0, 1.25, 2500.0, 0.5]
+    assert taat["Top-k (q/d)"].text == "40/400"
+    windowed = _row(table, "splade_tiny_llm", "vocabulary")
+    assert (windowed["ms/query"].value, windowed["Top-k (q/d)"].text) == (0.75, "?")
+    assert any(BENCH["command"] in n for n in table.notes)
+    _assert_valid_latex(to_latex(table))
+    assert search_cost_table(tmp_path / "missing.json", paper) is None
+    (tmp_path / "other.json").write_text(json.dumps({"command": "x"}))
+    assert search_cost_table(tmp_path / "other.json", paper) is None
+    (tmp_path / "bad.json").write_text("{oops")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        search_cost_table(tmp_path / "bad.json", paper)
+
+
+def test_paper_efficiency_rows_come_from_the_csv(tmp_path):
+    with (REPO_ROOT / "results" / "reference" / "paper_efficiency.csv").open(newline="") as f:
+        raw = list(csv.DictReader(f))
+    speed = next(r for r in raw if r["metric"] == "search_ms_per_query")
+    assert (speed["model"], speed["documents"], speed["top_k_query"], speed["top_k_document"],
+            speed["value"], speed["qualifier"]) == ("SPLARE-7B", "8800000", "40", "400", "5", "about")
+    table = search_cost_table(_bench(tmp_path), load_paper_efficiency())
+    row = _row(table, "SPLARE-7B", "latent", "paper")
+    assert (row["ms/query"].value, row["ms/query"].display(), row["Docs"].value, row["Top-k (q/d)"].text) == (
+        5.0, "about 5", 8_800_000, "40/400")
+    assert "Paper, SPLARE (document pruning to 100): loss about 2 %." in table.notes
+    assert "Paper, SPLADE (document pruning to 100): loss over 6 %." in table.notes
+
+    def edited(**changes: str) -> pd.DataFrame:
+        path = tmp_path / "paper.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(speed))
+            writer.writeheader()
+            writer.writerow({**speed, **changes})
+        return load_paper_efficiency(path)
+
+    row = _row(search_cost_table(_bench(tmp_path), edited(value="7.5", qualifier="")), "SPLARE-7B")
+    assert (row["ms/query"].value, row["ms/query"].display()) == (7.5, "7.5")
+    with pytest.raises(ValueError, match="qualifier 'roughly' is not one of"):
+        edited(qualifier="roughly")
+    with pytest.raises(ValueError, match="value 'five' is not a number"):
+        edited(value="five")
+
+
 # leaderboard ---------------------------------------------------------------------------------
 
 
@@ -394,13 +525,15 @@ FIGURES = ("latent_vs_vocab_tasks", "latent_vs_vocab_languages", "ndcg_vs_topk",
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
-    assert main(["build", "--name", "fixtures", "--results", str(RESULTS), "--out", str(out)]) == 0
+    assert main(["build", "--name", "fixtures", "--results", str(RESULTS), "--out", str(out),
+                 "--search-bench", str(_bench(out))]) == 0
     return out / "fixtures"
 
 
 def test_cli_builds_tables_figures_and_index(built, runs):
     index = (built / "index.md").read_text()
-    keys = ["table1", "table3", "table6", "table7", "table11", "table11_averages", "measured_tasks"]
+    keys = ["table1", "table3", "table6", "table7", "table11", "table11_averages", "measured_tasks",
+            "efficiency", "search_cost"]
     keys += ["leaderboard"] if LEADERBOARD_CSV.is_file() else []
     for key in keys:
         for ext in ("md", "tex", "csv", "long.csv"):
@@ -424,8 +557,12 @@ def test_cli_builds_tables_figures_and_index(built, runs):
 
 def test_cli_runs_selects_and_reports_errors(tmp_path, capsys):
     assert main(["build", "--name", "one", "--results", str(RESULTS), "--runs",
-                 str(FIXTURES / "runs" / "splade_tiny_q10"), "--out", str(tmp_path)]) == 0
+                 str(FIXTURES / "runs" / "splade_tiny_q10"), "--out", str(tmp_path),
+                 "--search-bench", str(tmp_path / "no_search.json")]) == 0
     index = (tmp_path / "one" / "index.md").read_text()
+    (note,) = [line for line in index.splitlines() if line.startswith("Search cost at scale")]
+    assert "not shown" in note and "no_search.json" in note
+    assert not (tmp_path / "one" / "tables" / "search_cost.md").exists()
     assert re.findall(r"^### (.+)$", index, re.MULTILINE) == ["splade_mlm-splade-bert-tiny-len512-q10-d100"]
     assert "Hydra run `" in index
     assert main(["build", "--name", "x", "--results", str(RESULTS), "--runs", str(tmp_path / "nope*")]) == 2

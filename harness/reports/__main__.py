@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.reports.reference import REFERENCE_CSV, SHARED_CSV
+from harness.reports.reference import PAPER_EFFICIENCY_CSV, REFERENCE_CSV, SHARED_CSV
 
 
 def _families(items: list[str]) -> dict[str, str]:
@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--leaderboard", type=Path, default=None,
                        help="MTEB leaderboard CSV (default: ../shared/reference/leaderboard_sparse_scores.csv "
                             "when present)")
+    build.add_argument("--search-bench", type=Path, default=None,
+                       help="search benchmark JSON with latent_vs_vocabulary "
+                            "(default: results/bench/search.json)")
+    build.add_argument("--paper-efficiency", type=Path, default=PAPER_EFFICIENCY_CSV)
     build.add_argument("--counterpart", action="append", default=[], metavar="MODEL=PAPER_MODEL",
                        help="paper model a measured model reproduces (e.g. harness/x=SPLARE-7B)")
     ref = sub.add_parser("reference", help="rewrite results/reference/ from the shared paper CSV")
@@ -48,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             print(write_reference(args.shared, args.out))
         else:
             from harness.reports.build import build_report
+            from harness.reports.search_cost import SEARCH_BENCH
 
             print(build_report(args.name, args.results, args.runs, args.out, args.reference,
-                               _families(args.counterpart), leaderboard_path=args.leaderboard))
+                               _families(args.counterpart), leaderboard_path=args.leaderboard,
+                               search_bench=args.search_bench or SEARCH_BENCH,
+                               paper_efficiency=args.paper_efficiency))
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

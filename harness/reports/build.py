@@ -1,7 +1,8 @@
 """Build `reports/<name>/` from results on disk: tables (.md/.tex/.csv), figures, provenance, index.md.
 
 Nothing is recomputed: scores come from mteb TaskResult files, efficiency from the search layer's
-`<Task>.efficiency.json`, paper numbers from `results/reference/`.
+`<Task>.efficiency.json`, search cost at scale from `results/bench/search.json`, paper numbers
+from `results/reference/`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from harness.reports import plots
 from harness.reports import tables as T
 from harness.reports.collect import ModelRun, load_measured
 from harness.reports.leaderboard import LEADERBOARD_CSV, leaderboard_table, load_leaderboard
-from harness.reports.reference import PAPER, REFERENCE_CSV, load_reference
+from harness.reports.reference import (
+    PAPER,
+    PAPER_EFFICIENCY_CSV,
+    REFERENCE_CSV,
+    load_paper_efficiency,
+    load_reference,
+)
 from harness.reports.render import to_markdown, write_table
+from harness.reports.search_cost import SEARCH_BENCH, TITLE, search_cost_table
 from harness.reports.variants import paper_family, top_k_label
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -32,7 +40,7 @@ def build_tables(reference: pd.DataFrame, runs: Sequence[ModelRun],
                  families: dict[str, str] | None = None,
                  leaderboard: pd.DataFrame | None = None) -> list[T.Table]:
     """Every report table: paper-shaped first, the leaderboard reproduction (when `leaderboard`
-    is given and a run has a counterpart there), then the measured-only ones."""
+    is given and a run has a counterpart there), then the measured-only ones, efficiency last."""
     out = [
         T.benchmark_table(reference, runs, 1, T.TABLE1, families),
         T.benchmark_table(reference, runs, 3, T.TABLE3, families),
@@ -47,6 +55,8 @@ def build_tables(reference: pd.DataFrame, runs: Sequence[ModelRun],
     if extra := T.measured_task_table(runs, in_paper_tables):
         out.append(extra)
     out += T.measured_language_tables(runs, in_paper_tables)
+    if efficiency := T.efficiency_table(runs):
+        out.append(efficiency)
     return out
 
 
@@ -130,11 +140,13 @@ def _rel(path: Path, root: Path) -> str:
 
 def build_report(name: str, results_root: Path, run_globs: Sequence[str] = (), out_root: Path = Path("reports"),
                  reference_path: Path = REFERENCE_CSV, families: dict[str, str] | None = None,
-                 repo_root: Path | None = None, leaderboard_path: Path | None = None) -> Path:
+                 repo_root: Path | None = None, leaderboard_path: Path | None = None,
+                 search_bench: Path = SEARCH_BENCH, paper_efficiency: Path = PAPER_EFFICIENCY_CSV) -> Path:
     """Write `out_root/<name>/` (tables/, figures/, provenance/, index.md); return the index path.
 
     `leaderboard_path`: the leaderboard CSV; None = the shared one when present (else no
-    leaderboard table, said in the index).
+    leaderboard table, said in the index). `search_bench`: the search benchmark's JSON (no
+    search-cost table when it is absent, said in the index in one line).
     """
     if not name or _SAFE.search(name):
         raise ValueError(f"report name '{name}' must be non-empty and use only letters, digits, '.', '_', '-'")
@@ -149,6 +161,12 @@ def build_report(name: str, results_root: Path, run_globs: Sequence[str] = (), o
     report = Path(out_root) / name
     shutil.rmtree(report, ignore_errors=True)
     tables = build_tables(reference, runs, families, leaderboard)
+    not_shown = []
+    if cost := search_cost_table(search_bench, load_paper_efficiency(paper_efficiency)):
+        tables.append(cost)
+    else:
+        not_shown.append(f"{TITLE}: not shown: no `latent_vs_vocabulary` in "
+                         f"`{_rel(Path(search_bench), repo_root)}` (written by `make bench-search`).")
     for table in tables:
         write_table(table, report / "tables")
     figures, skipped = build_figures(reference, runs, report / "figures")
@@ -172,6 +190,10 @@ def build_report(name: str, results_root: Path, run_globs: Sequence[str] = (), o
          "result of the same model, copied from "
          + (f"`{_shown_leaderboard(Path(leaderboard_path))}`" if leaderboard_path is not None
             else "nowhere (no leaderboard CSV found: no such table)") + "."),
+        ("- **efficiency**: the efficiency table holds each run's `<Task>.efficiency.json` (the search "
+         "layer's record of the run named in the table's notes); the search-cost table's measured rows "
+         f"are `{_rel(Path(search_bench), repo_root)}` (its command in the table's notes), its paper "
+         f"rows `{_rel(Path(paper_efficiency), repo_root)}`."),
         ("- **Δ** = measured − the paper's number for the paper model the run reproduces (same table, same "
         "task/benchmark); shown only where both exist."),
         ("- † average over partial coverage (the footnote gives n/N); ‡ task with fewer subsets than mteb "
@@ -185,6 +207,7 @@ def build_report(name: str, results_root: Path, run_globs: Sequence[str] = (), o
         lines.append(f"Files: [`{table.key}.md`](tables/{table.key}.md), [`.tex`](tables/{table.key}.tex), "
                      f"[`.csv`](tables/{table.key}.csv), [`.long.csv`](tables/{table.key}.long.csv)")
         lines.append("")
+    lines += [*not_shown, ""] if not_shown else []
     lines += ["## Figures", ""]
     for fig in figures:
         lines += [f"![{fig.caption}](figures/{fig.png.name})", "", (f"*{fig.caption}* "

@@ -79,7 +79,9 @@ def _load_yaml(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
+def load_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when there is no such file, a one-line error when it is not
+    a JSON object."""
     if not path.is_file():
         return None
     try:
@@ -110,7 +112,7 @@ def run_records(folder: Path) -> list[RunRecord]:
     """The run records (`harness/runs/*.json`) of a result folder, oldest first."""
     records = []
     for path in sorted((folder / HARNESS_DIR / RUNS_DIR).glob("*.json")):
-        data = _load_json(path) or {}
+        data = load_json(path) or {}
         git = data.get("git") or {}
         commit = (git.get("commit", "") + ("+dirty" if git.get("dirty") else "")) or None
         records.append(RunRecord(folder=path, command=data.get("command"), config=data.get("config"),
@@ -136,11 +138,11 @@ def load_model_runs(results_root: Path) -> list[ModelRun]:
         by_folder.setdefault(path.parent, {})[result.task_name] = result
     runs = []
     for folder, results in sorted(by_folder.items()):
-        meta = _load_json(folder / "model_meta.json") or {}
+        meta = load_json(folder / "model_meta.json") or {}
         name = meta.get("name") or folder.parent.name.replace("__", "/")
         revision = meta.get("revision") or folder.name
         records = run_records(folder)
-        record = _load_json(folder / HARNESS_DIR / VARIANT_FILE)
+        record = load_json(folder / HARNESS_DIR / VARIANT_FILE)
         efficiency = {task: stats for task in results
                       if (stats := read_efficiency(folder / HARNESS_DIR / f"{task}.efficiency.json"))}
         variant = parse_variant(name, record, meta, records[-1].config if records else None)

@@ -3,6 +3,8 @@
 The shared transcription (`../shared/reference/splare_paper_scores.csv`, one row per paper table
 cell) is rewritten by `write_reference` into `results/reference/splare_paper_scores.csv` with an
 integer table number and an explicit source; `load_reference` reads that committed file.
+`load_paper_efficiency` reads the paper's efficiency figures (`results/reference/paper_efficiency.csv`,
+hand-copied from the "Efficiency" bullet of `../shared/docs/splare_notes.md`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ SHARED_CSV = REPO_ROOT.parent / "shared" / "reference" / "splare_paper_scores.cs
 REFERENCE_CSV = REPO_ROOT / "results" / "reference" / "splare_paper_scores.csv"
 SHARED_COLUMNS = ("paper_table", "model", "benchmark", "task", "metric", "value", "setting")
 COLUMNS = ("table", "setting", "model", "benchmark", "task", "metric", "value", "source")
+PAPER_EFFICIENCY_CSV = REPO_ROOT / "results" / "reference" / "paper_efficiency.csv"
+EFFICIENCY_COLUMNS = ("model", "search", "corpus", "documents", "top_k_query", "top_k_document",
+                      "metric", "value", "qualifier", "note", "source")
+#: Efficiency metric -> (what it is, unit) as the report states it.
+EFFICIENCY_METRICS = {"search_ms_per_query": ("search", " ms/query"), "loss_pct": ("loss", " %")}
+#: The source's own words before a number: approximate ("about"), a lower bound ("over").
+QUALIFIERS = ("", "about", "over")
 
 
 def _read_checked(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -83,3 +92,34 @@ def reference_value(reference: pd.DataFrame, table: int, model: str, benchmark: 
         sel &= reference["setting"] == setting
     rows = reference.loc[sel, "value"]
     return float(rows.iloc[0]) if len(rows) else None
+
+
+def _numeric(frame: pd.DataFrame, column: str, path: Path, required: bool) -> pd.Series:
+    """Column `column` as floats (NaN for an empty cell unless `required`); one-line error otherwise."""
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = frame.loc[values.isna() & ((frame[column] != "") | required), column]
+    if len(bad):
+        raise ValueError(f"{path}: {column} '{bad.iloc[0]}' is not a number")
+    return values.astype(float)
+
+
+def load_paper_efficiency(path: Path = PAPER_EFFICIENCY_CSV) -> pd.DataFrame:
+    """The paper's efficiency figures, one row per figure, columns `EFFICIENCY_COLUMNS`.
+
+    Source: the "Efficiency" bullet of `../shared/docs/splare_notes.md` (a summary of arXiv
+    2603.13277v1), copied by hand and nothing beyond it: SPLARE-7B with Seismic, one thread, 8.8M
+    MS MARCO documents (the text's rounding), about 5 ms/query at top-k 40/400 without model
+    inference; documents pruned to 100: SPLARE loses about 2 %, SPLADE over 6 %. `qualifier` keeps
+    the text's word ("about": approximate, "over": a lower bound); an empty cell: the text does not
+    say. `value`, `documents` and the top-k columns are floats (NaN where empty); `metric` is one of
+    `EFFICIENCY_METRICS`.
+    """
+    frame = _read_checked(path, EFFICIENCY_COLUMNS)
+    for column, allowed in (("metric", EFFICIENCY_METRICS), ("qualifier", QUALIFIERS)):
+        bad = frame.loc[~frame[column].isin(allowed), column]
+        if len(bad):
+            valid = ", ".join(map(repr, allowed))
+            raise ValueError(f"{path}: {column} '{bad.iloc[0]}' is not one of {valid}")
+    for column in ("documents", "top_k_query", "top_k_document", "value"):
+        frame[column] = _numeric(frame, column, path, required=column == "value")
+    return frame[list(EFFICIENCY_COLUMNS)]

@@ -13,12 +13,12 @@ _LATEX_SPECIAL = {
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
 }
 _LATEX_SYMBOLS = {"†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$", "§": r"$^{\S}$", "Δ": r"$\Delta$",
-                  "–": "--", "−": "$-$", "×": r"$\times$"}
+                  "–": "--", "−": "$-$", "×": r"$\times$", "<": r"\textless{}", ">": r"\textgreater{}"}
 _LATEX_PATTERN = re.compile("|".join(re.escape(k) for k in [*_LATEX_SPECIAL, *_LATEX_SYMBOLS]))
 
 
 def latex_escape(text: str) -> str:
-    """`text` safe inside a LaTeX table: specials escaped, †‡§Δ–−× as math/ASCII."""
+    """`text` safe inside a LaTeX table: specials escaped, †‡§Δ–−× as math/ASCII, <> as text symbols."""
     return _LATEX_PATTERN.sub(lambda m: _LATEX_SPECIAL.get(m.group(0)) or _LATEX_SYMBOLS[m.group(0)], text)
 
 
@@ -70,16 +70,17 @@ def write_csv(table: Table, path: Path) -> None:
 
 
 def write_long_csv(table: Table, path: Path) -> None:
-    """One line per numeric cell: row label, column, value, kind (paper/measured/delta), marks."""
+    """One line per numeric cell: row label, column, value, kind (paper/measured/delta), marks,
+    qualifier ("about": the source's own word for an approximate number)."""
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["table", "row", "column", "value", "kind", "marks"])
+        writer.writerow(["table", "row", "column", "value", "kind", "marks", "qualifier"])
         for row in table.rows:
             label = "; ".join(c.text for c in row if c.kind == "label" and c.text)
             for column, cell in zip(table.header, row):
                 if cell.kind != "label":
                     value = "" if cell.value is None else f"{cell.value:.4f}"
-                    writer.writerow([table.key, label, column, value, cell.kind, cell.marks])
+                    writer.writerow([table.key, label, column, value, cell.kind, cell.marks, cell.qualifier])
 
 
 def write_table(table: Table, folder: Path) -> dict[str, Path]:

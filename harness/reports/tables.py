@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from harness.reports.collect import ModelRun, subset_scores, task_score
-from harness.reports.variants import paper_counterpart
+from harness.reports.variants import paper_counterpart, top_k_text
 
 PARTIAL, SUBSETS, CAVEAT = "†", "‡", "§"
 #: Characters kept out of table keys (they name files and Markdown links).
@@ -79,21 +79,25 @@ def expected_subsets(task: str) -> frozenset[str] | None:
 
 @dataclass
 class Cell:
-    """One table cell. `kind`: label | paper | leaderboard | measured | delta. `marks`: footnotes."""
+    """One table cell. `kind`: label | paper | leaderboard | measured | delta. `marks`: footnotes;
+    `digits`: decimals shown; `qualifier`: a word the source puts before the number ("about")."""
 
     value: float | None = None
     text: str = ""
     kind: str = "label"
     marks: str = ""
+    digits: int = 1
+    qualifier: str = ""
 
     def display(self) -> str:
-        """The cell as shown: "52.1†", "+0.4", "–" for a missing number, or the label text."""
+        """The cell as shown: "52.1†", "+0.4", "about 5", "–" for a missing number, or the label."""
         if self.kind == "label":
             return self.text
         if self.value is None:
             return "–"
-        number = f"{self.value:+.1f}" if self.kind == "delta" else f"{self.value:.1f}"
-        return number + self.marks
+        sign = "+" if self.kind == "delta" else ""
+        number = f"{self.value:{sign},.{self.digits}f}" + self.marks
+        return f"{self.qualifier} {number}" if self.qualifier else number
 
 
 @dataclass
@@ -438,3 +442,51 @@ def measured_language_tables(runs: Sequence[ModelRun], exclude: set[str]) -> lis
         out.note("Task score: mteb's aggregate (mean over the subsets and splits present).")
         tables.append(out)
     return tables
+
+
+#: Efficiency columns: `<Task>.efficiency.json` statistic, header, decimals shown, unit scale.
+EFFICIENCY_COLUMNS = (
+    ("avg_nnz_query", "nnz query", 1, 1.0),
+    ("avg_nnz_document", "nnz document", 1, 1.0),
+    ("flops", "FLOPS", 2, 1.0),
+    ("search_ms_per_query", "Search ms/query", 3, 1.0),
+    ("index_bytes", "Index MiB", 2, 2.0 ** -20),
+    ("encode_tokens_per_s", "Encode tok/s", 0, 1.0),
+)
+
+
+def _distinct(values: Sequence[object]) -> str:
+    """The distinct known values, in order, joined by ", " ("–" when none is known)."""
+    return ", ".join(dict.fromkeys(str(v) for v in values if v is not None)) or "–"
+
+
+def efficiency_table(runs: Sequence[ModelRun]) -> Table | None:
+    """Models × search cost (mean over the tasks of each run's `<Task>.efficiency.json`): backend,
+    top-k, nnz, FLOPS, search ms/query, index size and encoding speed. A mean over fewer tasks
+    than the run measured is marked †. None when no run has an efficiency file."""
+    measured = [r for r in runs if r.efficiency]
+    if not measured:
+        return None
+    out = Table(key="efficiency", header=["Model", "Source", "Backend", "Top-k (q/d)", "Tasks",
+                                          *[header for _, header, _, _ in EFFICIENCY_COLUMNS]],
+                title="Efficiency: search cost per model, mean over tasks (measured)")
+    for run in measured:
+        stats = [run.efficiency[t] for t in sorted(run.efficiency)]
+        top_k = [top_k_text(s.get("top_k_query"), s.get("top_k_document")) for s in stats]
+        cells = [Cell(text=run.label), Cell(text="measured"),
+                 Cell(text=_distinct([s.get("backend") for s in stats])), Cell(text=_distinct(top_k)),
+                 Cell(text=str(len(stats)))]
+        tasks = sorted(run.results)
+        for key, _, digits, scale in EFFICIENCY_COLUMNS:
+            got = {t: run.efficiency[t][key] * scale for t in tasks if key in run.efficiency.get(t, {})}
+            missing = [t for t in tasks if t not in got]
+            avg = Average(_mean(list(got.values())), len(got), len(tasks), missing, [])
+            cells.append(replace(_measured_cell(out, run, avg, "efficiency"), digits=digits))
+        out.rows.append(cells)
+        commands = dict.fromkeys(r.command for r in run.records if r.command)
+        out.note(f"{run.label}: `<Task>.efficiency.json` written by the search layer in "
+                 + ("; ".join(f"`{c}`" for c in commands) or "a run without a record") + ".")
+    out.note("Each number is the mean over the run's tasks of the task's mean over its subsets and splits; "
+             "FLOPS = expected shared active dimensions per (query, document) pair; Index MiB = 2^20 bytes; "
+             "Encode tok/s = tokens over seconds of documents and queries together.")
+    return out

@@ -137,10 +137,14 @@ def top_k_label(variant: Variant) -> str:
     """"40/400", "no cap", "–" (a model without top-k, e.g. BM25) or "?" (unknown)."""
     if variant.kind is not None and not KINDS[variant.kind].encoder:
         return "–"
-    q, d = variant.top_k_query, variant.top_k_document
-    if q is None or d is None:
+    return top_k_text(variant.top_k_query, variant.top_k_document)
+
+
+def top_k_text(query: object, document: object) -> str:
+    """"40/400", "no cap" (both 0) or "?" (either unknown)."""
+    if query is None or document is None:
         return "?"
-    return "no cap" if q == 0 and d == 0 else f"{q}/{d}"
+    return "no cap" if query == 0 and document == 0 else f"{query}/{document}"
 
 
 @functools.cache
@@ -152,6 +156,14 @@ def _shipped(config: str) -> ModelSpec | None:
 
     path = CONF_DIR / "model" / f"{config}.yaml"
     return ModelSpec.from_config(OmegaConf.load(path)) if path.is_file() else None
+
+
+def config_space(config: str) -> str | None:
+    """The space (latent | vocabulary | lexical) of the shipped `conf/model/<config>.yaml`, or of
+    the config that reproduces paper model `config` (`PAPER_CONFIGS`); None when neither exists."""
+    config = {family: name for name, family in PAPER_CONFIGS.items()}.get(config, config)
+    shipped = _shipped(config) if config else None
+    return shipped.kind.space if shipped else None
 
 
 def paper_family(variant: Variant) -> str | None:
