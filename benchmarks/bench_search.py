@@ -63,9 +63,12 @@ BOUND_BLOCKS = (4, 8, 16, 32, 64)
 #: n_postings x (dimensions in use) largest postings overall, at most n_postings x max_fraction per
 #: list: the last two settings keep about 40% and 20% of the postings of the sweep's 4,000
 #: documents, as n_postings 1000 would of 1M documents, to see what recall survives that pruning.
+#: The two with summary_energy 0.1 keep every posting with smaller summaries (the index's bulk).
 SWEEP_BUILD = (
     {"n_postings": 1000, "centroid_fraction": 0.1, "summary_energy": 0.4},
     {"n_postings": 2000, "centroid_fraction": 0.05, "summary_energy": 0.5},
+    {"n_postings": 1000, "centroid_fraction": 0.1, "summary_energy": 0.1},
+    {"n_postings": 1000, "centroid_fraction": 0.02, "summary_energy": 0.1},
     {"n_postings": 10, "centroid_fraction": 0.1, "summary_energy": 0.4, "max_fraction": 50.0},
     {"n_postings": 5, "centroid_fraction": 0.1, "summary_energy": 0.4, "max_fraction": 100.0},
 )
@@ -197,11 +200,18 @@ def seismic_sweep(profile: SparseProfile, dim: int, n_docs: int, n_queries: int)
     }
 
 
-#: Seismic build at scale (`--only-seismic`): the postings it keeps are capped near 16M
-#: (n_postings x 131,072 dims), so one build fits this machine: about 500 bytes of index and
-#: ~70 CPU µs of build per kept posting were measured in the sweep (summaries of flat 400-entry
-#: documents), i.e. ~8 GB and ~20 CPU-minutes.
+#: Seismic build at scale (`--only-seismic`, n_postings from `--seismic-n-postings`): the index
+#: costs about 500 bytes and ~60 CPU µs of build per posting kept (summaries of flat 400-entry
+#: documents; results/bench/search.md), so the postings kept must stay near 10-20M here (24 GB).
 SCALE_BUILD = {"n_postings": 120}
+
+
+def scale_builds(path: Path) -> list[dict[str, Any]]:
+    """The records of `--only-seismic` runs in `path`, one per (build, queries, exact kernel)."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return data.get("builds", [data])
 
 
 def seismic_at_scale(
@@ -210,11 +220,21 @@ def seismic_at_scale(
 ) -> dict[str, Any]:
     """Seismic with `build` overrides at each size, every SWEEP_SEARCH setting, against the
     configured exact kernel and term-at-a-time on the same documents; rewrites `out` after each
-    size, so a run that is stopped keeps what it measured."""
+    size, so a run that is stopped keeps what it measured. `out` keeps one record per (build,
+    queries, exact kernel): a run with the same ones adds its sizes (and command) to it."""
     queries = generate(profile, "query", n_queries, dim, seed=1)
     exact_node = {"name": "exact", "num_threads": 1, "pruning": defaults("exact")["pruning"]}
-    record: dict[str, Any] = {"command": command, "build": build, "queries": n_queries,
+    record: dict[str, Any] = {"commands": [], "build": build, "queries": n_queries,
                               "exact_pruning": exact_node["pruning"], "sizes": []}  # fmt: skip
+    builds = []
+    for earlier in scale_builds(out):
+        if all(earlier.get(key) == record[key] for key in ("build", "queries", "exact_pruning")):
+            record["commands"] = earlier.get("commands") or [earlier["command"]]
+            record["sizes"] = [e for e in earlier["sizes"] if e["docs"] not in sizes]
+        else:
+            builds.append(earlier)
+    record["commands"].append(command)
+    builds.append(record)
     for n in sizes:
         docs = generate(profile, "document", n, dim, seed=0)
         exact, row_exact = timed_backend(exact_node, docs, queries, K)
@@ -234,8 +254,8 @@ def seismic_at_scale(
                 "speedup_vs_exact": row_exact["cpu_ms_per_query"] * n_queries / (1000 * cpu),
             })  # fmt: skip
         del index, docs
-        record["sizes"].append(entry)
-        out.write_text(json.dumps(record, indent=2))
+        record["sizes"] = sorted([*record["sizes"], entry], key=lambda e: e["docs"])
+        out.write_text(json.dumps({"builds": builds}, indent=2))
         print(f"seismic at scale: {json.dumps(entry)}", flush=True)
     return record
 
@@ -365,26 +385,34 @@ def main() -> None:
 
 
 def with_scale(report: dict[str, Any], out: Path) -> dict[str, Any]:
-    """`report` with the Seismic-at-scale record of `--only-seismic` (if one was written), its
-    best row per size beside the cost-growth rows of the same size."""
-    path = out / "search_seismic_scale.json"
-    if not path.exists():
+    """`report` with the Seismic-at-scale records of `--only-seismic` (if any were written), the
+    best (build, search) setting per size beside the cost-growth row of the same size."""
+    builds = scale_builds(out / "search_seismic_scale.json")
+    if not builds:
         return report
-    scale = json.loads(path.read_text())
-    best = {
-        e["docs"]: {**e, **best_seismic_row(e), "build_setting": scale["build"]}
-        for e in scale["sizes"]
-    }
+    best = best_seismic(builds)
     growth = [{**g, "seismic": best[g["docs"]]} if g["docs"] in best else g for g in report["growth"]]
-    return {**report, "growth": growth, "seismic_scale": scale}
+    return {**report, "growth": growth, "seismic_scale": builds}
 
 
-def best_seismic_row(entry: dict[str, Any]) -> dict[str, Any]:
-    """The fastest search setting with recall@10 >= RECALL_TARGET, else the most accurate one."""
-    good = [r for r in entry["rows"] if r["recall_at_10"] >= RECALL_TARGET]
-    if good:
-        return max(good, key=lambda r: r["speedup_vs_exact"])
-    return max(entry["rows"], key=lambda r: (r["recall_at_10"], r["speedup_vs_exact"]))
+def best_seismic(builds: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per size: the fastest (build, search) setting with recall@10 >= RECALL_TARGET, else the
+    most accurate one; the size's entry, the row and its `build_setting`."""
+    rows: dict[int, list[dict[str, Any]]] = {}
+    for record in builds:
+        for e in record["sizes"]:
+            rows.setdefault(e["docs"], []).extend(
+                {**e, **r, "build_setting": record["build"]} for r in e["rows"]
+            )
+    best = {}
+    for n, candidates in rows.items():
+        good = [r for r in candidates if r["recall_at_10"] >= RECALL_TARGET]
+        best[n] = (
+            max(good, key=lambda r: r["speedup_vs_exact"])
+            if good
+            else max(candidates, key=lambda r: (r["recall_at_10"], r["speedup_vs_exact"]))
+        )
+    return best
 
 
 #: Exact variants besides term-at-a-time, as (report key, label).
@@ -463,24 +491,25 @@ def findings(report: dict[str, Any]) -> list[str]:
             "levels, and offers only the blocks that can enter. The configured default is "
             f"`pruning: {defaults('exact')['pruning']}`."
         )
-    scale = report.get("seismic_scale")
-    if scale:
-        for e in scale["sizes"]:
-            row = best_seismic_row(e)
+    builds = report.get("seismic_scale")
+    if builds:
+        for n, row in sorted(best_seismic(builds).items()):
             verdict = (
                 "meets"
                 if row["recall_at_10"] >= RECALL_TARGET and row["speedup_vs_exact"] >= SPEEDUP_TARGET
                 else "misses"
             )
             lines.append(
-                f"- Seismic at {e['docs']:,} documents ({e['kept_postings'] / e['postings']:.0%} "
-                f"of the postings kept, n_postings {scale['build']['n_postings']}): best setting "
-                f"query_cut {row['query_cut']} / heap_factor {row['heap_factor']}, recall@10 "
-                f"{row['recall_at_10']:.3f}, {row['speedup_vs_exact']:.2f}x the speed of exact "
-                f"search ({scale['exact_pruning']}); it {verdict} the target (recall@10 >= "
-                f"{RECALL_TARGET}, >= {SPEEDUP_TARGET:g}x). Build: {e['build_cpu_s'] / 60:.0f} "
-                f"CPU-min, {e['build_cpu_s_per_million_docs'] / 3600:.1f} CPU-hours per million "
-                f"documents at this setting, {e['index_mb']:,.0f} MB."
+                f"- Seismic at {n:,} documents, best of the settings built: n_postings "
+                f"{row['build_setting']['n_postings']} ({row['kept_postings'] / row['postings']:.0%} "
+                f"of the postings kept), query_cut {row['query_cut']} / heap_factor "
+                f"{row['heap_factor']}: recall@10 {row['recall_at_10']:.3f} at "
+                f"{row['speedup_vs_exact']:.2f}x the speed of exact search "
+                f"({builds[0]['exact_pruning']}); it {verdict} the target (recall@10 >= "
+                f"{RECALL_TARGET}, >= {SPEEDUP_TARGET:g}x). Its build: "
+                f"{row['build_cpu_s'] / 60:.0f} CPU-min, "
+                f"{row['build_cpu_s_per_million_docs'] / 3600:.1f} CPU-hours per million documents "
+                f"at this setting, {row['index_mb']:,.0f} MB of index."
             )
     sw = report.get("seismic_sweep")
     if sw:
@@ -671,33 +700,38 @@ def write_report(report: dict[str, Any], out: Path) -> None:
                 f"{r['build_cpu_us_per_kept_posting']:.0f} | {r['index_mb']:.0f} |"
             )
         lines += ["", f"Sweep command: `{sw.get('command', report['command'])}`."]
-    scale = report.get("seismic_scale")
-    if scale:
+    builds = report.get("seismic_scale")
+    if builds:
         lines += [
             "",
             (
-                f"## Seismic at scale (SPLARE-shaped, {scale['queries']} queries; build "
-                f"{json.dumps(scale['build'])} over the configured defaults)"
+                f"## Seismic at scale (SPLARE-shaped, {builds[0]['queries']} queries; build "
+                "settings over the configured defaults)"
             ),
             "",
             (
-                "| docs | kept postings | build CPU min | build peak MB | index MB | exact "
-                f"({scale['exact_pruning']}) ms/q | TAAT ms/q | query_cut | heap_factor "
-                "| Seismic ms/q | recall@10 | speedup vs exact |"
+                "| docs | n_postings | kept postings | build CPU min | build peak MB | index MB "
+                f"| exact ({builds[0]['exact_pruning']}) ms/q | TAAT ms/q | query_cut "
+                "| heap_factor | Seismic ms/q | recall@10 | speedup vs exact |"
             ),
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for e in scale["sizes"]:
+        entries = sorted(
+            ((e, record["build"]) for record in builds for e in record["sizes"]),
+            key=lambda pair: (pair[0]["docs"], pair[1]["n_postings"]),
+        )
+        for e, build in entries:
             for r in e["rows"]:
                 lines.append(
-                    f"| {e['docs']:,} | {e['kept_postings']:,} "
+                    f"| {e['docs']:,} | {build['n_postings']} | {e['kept_postings']:,} "
                     f"({e['kept_postings'] / e['postings']:.0%}) | {e['build_cpu_s'] / 60:.1f} | "
                     f"{e['build_peak_mb']:,.0f} | {e['index_mb']:,.0f} | "
                     f"{e['exact']['cpu_ms_per_query']:.3f} | {e['taat']['cpu_ms_per_query']:.3f} "
                     f"| {r['query_cut']} | {r['heap_factor']} | {r['cpu_ms_per_query']:.3f} | "
                     f"{r['recall_at_10']:.4f} | {r['speedup_vs_exact']:.2f}x |"
                 )
-        lines += ["", f"Command: `{scale['command']}`."]
+        commands = [c for record in builds for c in record.get("commands") or [record["command"]]]
+        lines += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands) + "."]
     lines += ["", "## Findings", "", *findings(report)]
     lines += ["", "## Headline", "", "```json", json.dumps(headline(report), indent=1), "```"]
     (out / "search.md").write_text("\n".join(lines) + "\n")
