@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from harness.search.backends import BackendConfig
 from harness.search.exact import ExactIndex
-from harness.search.search_bench import recall_at
+from harness.search.search_bench import brute_force, recall_at
 from harness.search.search_data import SparseProfile, df_curve, generate
 
 
@@ -155,6 +155,18 @@ def test_windowed_ties_across_many_dense_windows(monkeypatch):
         got = index.search(queries, k)
         for q, exp in enumerate(brute_force_top_k(docs, queries, k)):
             assert got.doc_idx[q][got.doc_idx[q] >= 0].tolist() == exp
+
+
+def test_benchmark_brute_force_in_query_chunks_equals_a_dense_product():
+    """The benchmark's reference (sparse float64 product, a few queries at a time) against the
+    dense one, with integer ties and an empty query."""
+    docs = skewed_csr(700, 200, 12, seed=8, integer=True)
+    queries = sp.vstack([skewed_csr(9, 200, 6, seed=9, integer=True),
+                         sp.csr_matrix((1, 200), dtype=np.float32)], format="csr")  # fmt: skip
+    for k, chunk in ((10, 3), (1000, 4)):
+        top = brute_force(docs, queries, k, chunk=chunk)
+        for q, exp in enumerate(brute_force_top_k(docs, queries, k)):
+            assert top.doc_idx[q][top.doc_idx[q] >= 0].tolist() == exp
 
 def test_maxscore_falls_back_on_negative_weights():
     docs = skewed_csr(300, 100, 10, seed=3, integer=True)
