@@ -350,7 +350,7 @@ def test_search_cost_table_reads_the_bench_json(tmp_path):
     table = search_cost_table(_bench(tmp_path), paper)
     rows = [(r[0].text, r[3].text) for r in table.rows]
     assert rows == [("splare_tiny", "exact, term-at-a-time"), ("splare_tiny", "future_kernel"),
-                    ("splade_tiny_llm", "exact, windowed term-at-a-time"),
+                    ("splade_tiny_llm", "exact, windowed, block-max top-k"),
                     ("SPLARE-7B", "Seismic, single thread, MS MARCO")]
     taat = _row(table, "splare_tiny", "latent", "measured", "exact, term-at-a-time")
     assert [taat[c].value for c in ("Docs", "Dim", "nnz document", "nnz query", "FLOPS", "Postings/query",
