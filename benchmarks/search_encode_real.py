@@ -5,7 +5,7 @@ embedded `dataset_build` passages (`EmbeddedMultilingualRetrieval`, 8 languages)
 config of `conf/model/`, applies that config's top-k (400 per document, 40 per query), and saves
 the CSR matrices to `<cache>/search_bench/real_<model>.npz` plus the small latent
 document-frequency profile to `results/bench/search_profile_<model>.npz`
-(`harness.search.search_data.SparseProfile`).
+(`harness.search.bench.data.SparseProfile`).
 
     python benchmarks/search_encode_real.py --model splare_tiny --docs 800 --queries 300
 """
@@ -23,8 +23,8 @@ import torch
 from omegaconf import OmegaConf
 
 from harness.paths import cache_dir, shared_data_root
+from harness.search.bench.data import SparseProfile
 from harness.search.csr import top_k_rows, torch_sparse_to_csr
-from harness.search.search_data import SparseProfile
 
 REPO = Path(__file__).resolve().parent.parent
 #: Texts per encoder call: bounds the uncapped COO tensor (262k-wide rows for the LM head).

@@ -7,9 +7,9 @@ import pytest
 import scipy.sparse as sp
 
 from harness.search.backends import BackendConfig
+from harness.search.bench.data import SparseProfile, df_curve, generate
+from harness.search.bench.measure import brute_force, recall_at
 from harness.search.exact import ExactIndex
-from harness.search.search_bench import brute_force, recall_at
-from harness.search.search_data import SparseProfile, df_curve, generate
 
 
 def brute_force_top_k(docs: sp.csr_matrix, queries: sp.csr_matrix, k: int) -> list[list[int]]:

@@ -17,8 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .backends import BackendConfig
-from .exact import ExactIndex, TopK
+from ..backends import BackendConfig
+from ..exact import ExactIndex, TopK
 
 
 def _status_mb(field: str) -> float:

@@ -32,7 +32,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from .csr import _csr, top_k_rows
+from ..csr import _csr, top_k_rows
 
 #: Quantiles stored per value band (0, 1/QUANTILES, ..., 1).
 QUANTILES = 100
