@@ -197,7 +197,7 @@ def seismic_sweep(profile: SparseProfile, dim: int, n_docs: int, n_queries: int)
     }
 
 
-#: Seismic build at scale (`--only-seismic`, n_postings from `--seismic-n-postings`): the index
+#: Seismic build at scale (`--only-seismic`, overridden by `--seismic-build`): the index
 #: costs about 500 bytes and ~60 CPU µs of build per posting kept (summaries of flat 400-entry
 #: documents; results/bench/search.md), so the postings kept must stay near 10-20M here (24 GB).
 SCALE_BUILD = {"n_postings": 120}
@@ -267,10 +267,15 @@ def main() -> None:
     ap.add_argument(
         "--only-seismic",
         default="",
-        help="sizes at which to build Seismic with SCALE_BUILD (and --seismic-n-postings) into "
+        help="sizes at which to build Seismic with --seismic-build (default SCALE_BUILD) into "
         "<out>/search_seismic_scale.json, alone (a separate process can run it beside the rest)",
     )
-    ap.add_argument("--seismic-n-postings", type=int, default=SCALE_BUILD["n_postings"])
+    ap.add_argument(
+        "--seismic-build",
+        type=json.loads,
+        default=SCALE_BUILD,
+        help='build parameters over the configured defaults, as JSON: \'{"n_postings": 300}\'',
+    )
     ap.add_argument(
         "--render",
         action="store_true",
@@ -299,7 +304,10 @@ def main() -> None:
     splare, width = profiles["splare_tiny"], MODELS["splare_tiny"]
     if args.only_seismic:
         args.out.mkdir(parents=True, exist_ok=True)
-        build = {**SCALE_BUILD, "n_postings": args.seismic_n_postings}
+        build = args.seismic_build
+        unknown = sorted(set(build) - set(defaults("seismic")))
+        if unknown:
+            raise SystemExit(f"--seismic-build: unknown Seismic parameters {unknown}")
         sizes = [int(v) for v in args.only_seismic.split(",")]
         target = args.out / "search_seismic_scale.json"
         seismic_at_scale(splare, width, sizes, args.queries, build, target, command.strip())

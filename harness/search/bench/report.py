@@ -140,8 +140,8 @@ def findings(report: dict[str, Any]) -> list[str]:
                 else "misses"
             )
             lines.append(
-                f"- Seismic at {n:,} documents, best of the settings built: n_postings "
-                f"{row['build_setting']['n_postings']} ({row['kept_postings'] / row['postings']:.0%} "
+                f"- Seismic at {n:,} documents, best of the settings built: "
+                f"{build_text(row['build_setting'])} ({row['kept_postings'] / row['postings']:.0%} "
                 f"of the postings kept), query_cut {row['query_cut']} / heap_factor "
                 f"{row['heap_factor']}: recall@10 {row['recall_at_10']:.3f} at "
                 f"{row['speedup_vs_exact']:.2f}x the speed of exact search "
@@ -192,6 +192,11 @@ def findings(report: dict[str, Any]) -> list[str]:
                     "more memory than this machine has (Seismic at scale, above, keeps fewer)."
                 )
     return lines
+
+
+def build_text(build: dict[str, Any]) -> str:
+    """Seismic build overrides as `name value, ...`."""
+    return ", ".join(f"{key} {value}" for key, value in build.items())
 
 
 def fmt(v: Any, spec: str) -> str:
@@ -350,7 +355,7 @@ def write_report(report: dict[str, Any], out: Path) -> None:
             ),
             "",
             (
-                "| docs | n_postings | kept postings | build CPU min | build peak MB | index MB "
+                "| docs | build | kept postings | build CPU min | build peak MB | index MB "
                 f"| exact ({builds[0]['exact_pruning']}) ms/q | TAAT ms/q | query_cut "
                 "| heap_factor | Seismic ms/q | recall@10 | speedup vs exact |"
             ),
@@ -358,12 +363,12 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         ]
         entries = sorted(
             ((e, record["build"]) for record in builds for e in record["sizes"]),
-            key=lambda pair: (pair[0]["docs"], pair[1]["n_postings"]),
+            key=lambda pair: (pair[0]["docs"], build_text(pair[1])),
         )
         for e, build in entries:
             for r in e["rows"]:
                 lines.append(
-                    f"| {e['docs']:,} | {build['n_postings']} | {e['kept_postings']:,} "
+                    f"| {e['docs']:,} | {build_text(build)} | {e['kept_postings']:,} "
                     f"({e['kept_postings'] / e['postings']:.0%}) | {e['build_cpu_s'] / 60:.1f} | "
                     f"{e['build_peak_mb']:,.0f} | {e['index_mb']:,.0f} | "
                     f"{e['exact']['cpu_ms_per_query']:.3f} | {e['taat']['cpu_ms_per_query']:.3f} "
