@@ -397,6 +397,8 @@ def test_committed_reports_are_what_the_app_writes(run: str, tmp_path: Path) -> 
     )
     regenerated = write_report(copy)
     record = json.loads((copy / "controlled_run.json").read_text())
+    tasks = {t for row in record["rows"] for t in (*row["before"], *row["after"])}
+    assert ("on slices this small" in regenerated) == any("(slice_" in t for t in tasks)
     assert _without_p_values(
         regenerated.replace(str(repo_relative(copy)), f"results/controlled/{run}")
     ) == _without_p_values((COMMITTED / run / "controlled_run.md").read_text())

@@ -443,12 +443,14 @@ def render(
         "",
         (
             f"Evaluated by `python -m harness` on benchmark `{settings['benchmark']}` (eval max "
-            "length "
-            f"{eval_length}), before (zero-shot) and after training, nDCG@10 (mteb main score). A "
-            "sliced "
-            "task's name gives the queries and documents kept per subset; on slices this small, "
-            "per-task "
-            "deltas of a few points are noise-level."
+            f"length {eval_length}), before (zero-shot) and after training, nDCG@10 (mteb main "
+            "score)."
+            + (
+                " A sliced task's name gives the queries and documents kept per subset; on slices "
+                "this small, per-task deltas of a few points are noise-level."
+                if any("(slice_" in task for task in tasks)
+                else ""
+            )
         ),
         "",
         f"| task | {header} |",
