@@ -385,7 +385,9 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 
 
 def plot_growth(report: dict[str, Any], path: Path) -> None:
-    """Log-log CPU ms/query and index MB against documents, one line per backend."""
+    """Log-log CPU ms/query and index MB against documents: one line per exact kernel (TAAT and
+    windowed share one index) and one per Seismic build, at its most accurate search setting
+    (recall@10 range in the legend); the legend sits below the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -393,23 +395,29 @@ def plot_growth(report: dict[str, Any], path: Path) -> None:
 
     growth = report["growth"]
     n = [g["docs"] for g in growth]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     for key, label in (("taat", "exact TAAT"), *((k, f"exact {v}") for k, v in VARIANTS)):
         axes[0].plot(n, [g[key]["cpu_ms_per_query"] for g in growth], "o-", label=label)
         axes[1].plot(n, [g[key]["index_mb"] for g in growth], "o-", label=label)
-    seismic = [(g["docs"], g["seismic"]) for g in growth if "seismic" in g]
-    if seismic:
-        axes[0].plot([d for d, _ in seismic], [s["cpu_ms_per_query"] for _, s in seismic], "s-",
-                     label="Seismic (best setting)")  # fmt: skip
-        axes[1].plot([d for d, _ in seismic], [s["index_mb"] for _, s in seismic], "s-",
-                     label="Seismic (best setting)")  # fmt: skip
+    for record in report.get("seismic_scale") or []:
+        sizes = record["sizes"]
+        rows = [max(e["rows"], key=lambda r: r["recall_at_10"]) for e in sizes]
+        recalls = [r["recall_at_10"] for r in rows]
+        label = (
+            f"Seismic {build_text(record['build'])} "
+            f"(recall@10 {min(recalls):.2f}-{max(recalls):.2f})"
+        )
+        docs = [e["docs"] for e in sizes]
+        axes[0].plot(docs, [r["cpu_ms_per_query"] for r in rows], "s--", label=label)
+        axes[1].plot(docs, [e["index_mb"] for e in sizes], "s--", label=label)
     for ax, ylabel in zip(axes, ("CPU ms / query (1 thread)", "index MB"), strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("documents (SPLARE-shaped, 131,072 dims)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
