@@ -403,10 +403,10 @@ def plot_growth(report: dict[str, Any], path: Path) -> None:
         sizes = record["sizes"]
         rows = [max(e["rows"], key=lambda r: r["recall_at_10"]) for e in sizes]
         recalls = [r["recall_at_10"] for r in rows]
-        label = (
-            f"Seismic {build_text(record['build'])} "
-            f"(recall@10 {min(recalls):.2f}-{max(recalls):.2f})"
+        span = (
+            f"{min(recalls):.2f}-{max(recalls):.2f}" if len(rows) > 1 else f"{recalls[0]:.3f}"
         )
+        label = f"Seismic {build_text(record['build'])} (recall@10 {span})"
         docs = [e["docs"] for e in sizes]
         axes[0].plot(docs, [r["cpu_ms_per_query"] for r in rows], "s--", label=label)
         axes[1].plot(docs, [e["index_mb"] for e in sizes], "s--", label=label)
