@@ -106,6 +106,19 @@ def _offer(heap_s, heap_d, size, k, score, doc):  # pragma: no cover
     return size
 
 
+@numba.njit(inline="always")
+def _drain(heap_s, heap_d, size, out_d, out_s):  # pragma: no cover
+    """Pop the size-`size` min-heap worst first into the back of out_d/out_s [k]: the result is
+    best first; slots past `size` are untouched."""
+    while size > 0:
+        size -= 1
+        out_s[size] = heap_s[0]
+        out_d[size] = heap_d[0]
+        heap_s[0] = heap_s[size]
+        heap_d[0] = heap_d[size]
+        _sift_down(heap_s, heap_d, size, 0)
+
+
 @numba.njit(fastmath={"nnan", "ninf", "nsz"}, inline="always")
 def _block_maxima(values, n, out):  # pragma: no cover
     """out[b] = max(values[b * SELECT_BLOCK : (b + 1) * SELECT_BLOCK] within values[:n]);
@@ -138,8 +151,9 @@ def _scan_block_max(acc, start, n, k, heap_s, heap_d, size, maxima):  # pragma: 
     `floor` is positive, at least k documents score >= floor > 0, so a score below it cannot be
     in the top k. Once the heap is full, a block whose maximum does not exceed the heap's worst
     cannot enter either: every document offered later has a higher row and loses a tie
-    (`_worse`). Cost: two vectorised passes over acc[:n], a partition of n / SELECT_BLOCK**2
-    maxima, then heap offers for the few blocks that pass.
+    (`_worse`). Cost: one vectorised pass over acc[:n] and one over its n / SELECT_BLOCK block
+    maxima, a partition of n / SELECT_BLOCK**2 maxima, then heap offers for the few blocks that
+    pass.
     """
     n_low = _block_maxima(acc, n, maxima)
     n_top = _block_maxima(maxima, n_low, maxima[n_low:])
@@ -170,14 +184,7 @@ def _select_top_k(acc, candidates, n_candidates, k, out_d, out_s):  # pragma: no
         if score == 0:
             continue
         size = _offer(heap_s, heap_d, size, k, score, doc)
-    # Pop the worst first into the back of the output: the result is best first.
-    while size > 0:
-        size -= 1
-        out_s[size] = heap_s[0]
-        out_d[size] = heap_d[0]
-        heap_s[0] = heap_s[size]
-        heap_d[0] = heap_d[size]
-        _sift_down(heap_s, heap_d, size, 0)
+    _drain(heap_s, heap_d, size, out_d, out_s)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -516,12 +523,13 @@ def _window_kernel(
     For each window, every query term adds its postings that fall in the window (its posting list
     is sorted by document, so they form one contiguous run, found by binary search), or the
     window's slice of its dense row, into a `[window]` float32 accumulator that stays in the CPU
-    cache, instead of scattering over an `[n_docs]` one. Scores are summed in increasing term order, as `_search_kernel` sums them, so
-    scores and ties are bit-identical to it; the window's documents with a non-zero score then
-    enter a k-min-heap in increasing row order (ties: the lower row wins), skipping blocks that
-    cannot enter it (`_scan_block_max`). A window that receives fewer than window / DENSE_FRACTION
-    postings keeps a list of the documents it touched instead of scanning its accumulator. Memory per worker: O(window + k + terms of the query). Any sign
-    of weights.
+    cache, instead of scattering over an `[n_docs]` one. Scores are summed in increasing term
+    order, as `_search_kernel` sums them, so scores and ties are bit-identical to it; the window's
+    documents with a non-zero score then enter a k-min-heap in increasing row order (ties: the
+    lower row wins), skipping blocks that cannot enter it (`_scan_block_max`). A window that
+    receives fewer than window / DENSE_FRACTION postings keeps a list of the documents it touched
+    instead of scanning its accumulator. Memory per worker: O(window + k + terms of the query).
+    Any sign of weights.
     """
     n_queries = len(q_indptr) - 1
     max_terms = 1
@@ -590,14 +598,7 @@ def _window_kernel(
                     seen[slot] = 0
                     if score != 0:
                         size = _offer(heap_s, heap_d, size, k, score, start + slot)
-            # pop the worst first into the back of the output: the result is best first
-            while size > 0:
-                size -= 1
-                out_s[q, size] = heap_s[0]
-                out_d[q, size] = heap_d[0]
-                heap_s[0] = heap_s[size]
-                heap_d[0] = heap_d[size]
-                _sift_down(heap_s, heap_d, size, 0)
+            _drain(heap_s, heap_d, size, out_d[q], out_s[q])
 
 
 @numba.njit(parallel=True, cache=True)
@@ -665,7 +666,8 @@ class ExactIndex:
     document weights and uses the plain kernel for a query batch with a negative weight.
     `pruning="windowed"`: the same results, bit for bit, term-at-a-time over windows of WINDOW
     documents (`_window_kernel`, same posting lists and dense rows as the plain kernel), so the
-    score accumulator stays in the CPU cache; no document is skipped, any sign of weights.
+    score accumulator stays in the CPU cache, and its top k taken from block maxima of the
+    accumulator (`_scan_block_max`); every posting is read, any sign of weights.
     `pruning=None` takes the configured default (`conf/search/exact.yaml`).
     """
 
