@@ -44,19 +44,20 @@ def _seismic():
     return seismic
 
 
-def _captured_stdout(fn) -> str:
-    """Run `fn()` and return what it printed on file descriptor 1 (native code included)."""
+def _captured_stdout(fn):
+    """Run `fn()`; return (its result, what it printed on file descriptor 1, native code
+    included)."""
     sys.stdout.flush()
     saved = os.dup(1)
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 1)
         try:
-            fn()
+            result = fn()
         finally:
             os.dup2(saved, 1)
             os.close(saved)
         sink.seek(0)
-        return sink.read().decode(errors="replace")
+        return result, sink.read().decode(errors="replace")
 
 
 class SeismicIndex:
@@ -105,23 +106,18 @@ class SeismicIndex:
                 docs.data.astype(np.float32, copy=False),
                 docs.indptr.astype(np.int64),
             )
-            built = {}
-            report = _captured_stdout(
-                lambda: built.setdefault(
-                    "index",
-                    seismic.SeismicIndexLV.build_from_dataset(
-                        dataset,
-                        n_postings=n_postings,
-                        centroid_fraction=centroid_fraction,
-                        min_cluster_size=min_cluster_size,
-                        summary_energy=summary_energy,
-                        max_fraction=max_fraction,
-                        doc_cut=doc_cut,
-                        num_threads=num_threads,
-                    ),
+            self._index, report = _captured_stdout(
+                lambda: seismic.SeismicIndexLV.build_from_dataset(
+                    dataset,
+                    n_postings=n_postings,
+                    centroid_fraction=centroid_fraction,
+                    min_cluster_size=min_cluster_size,
+                    summary_energy=summary_energy,
+                    max_fraction=max_fraction,
+                    doc_cut=doc_cut,
+                    num_threads=num_threads,
                 )
             )
-            self._index = built["index"]
             lists = re.search(r"Number of posting lists:\s*(\d+)", report)
             mean = re.search(r"Avg posting list length:\s*([\d.]+)", report)
             if lists and mean:
@@ -134,7 +130,7 @@ class SeismicIndex:
         component map."""
         if self._index is None:
             return 0
-        report = _captured_stdout(self._index.print_space_usage_byte)
+        _, report = _captured_stdout(self._index.print_space_usage_byte)
         match = re.search(r"Total:\s*(\d+)\s*Bytes", report)
         if match is None:
             raise RuntimeError(f"unexpected Seismic space report: {report!r}")
